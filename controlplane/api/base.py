@@ -1,0 +1,134 @@
+"""Base viewsets for the tenant API. Subclasses declare; the base scopes and authorises.
+
+Every view under ``/api/v1/t/<tenant>/`` derives from ``TenantViewSet`` (or
+``TenantReadOnlyViewSet``). The base class
+
+* resolves the tenant from the URL and the caller's membership (404 when not a member, or
+  when an API token bound to another tenant is used),
+* sets the tenant context for the request, so tenant-scoped managers answer,
+* restricts ``get_queryset()`` to the tenant (a subclass declares ``model`` and may only
+  narrow the queryset in ``refine_queryset``),
+* requires the model permission of the action (``view``/``add``/``change``/``delete`` or
+  ``action_permissions`` for custom actions); an action with no permission is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAuthenticated
+
+from controlplane import context
+from controlplane.api.permissions import TenantPermission
+from controlplane.rbac.access import Access, resolve_access
+
+_DEFAULT_ACTION_VERBS = {
+    "list": "view",
+    "retrieve": "view",
+    "create": "add",
+    "update": "change",
+    "partial_update": "change",
+    "destroy": "delete",
+    "metadata": "view",
+}
+
+
+class TenantScopedViewMixin:
+    """Tenant resolution, context and permission enforcement for DRF views."""
+
+    permission_classes = [IsAuthenticated, TenantPermission]
+    # custom actions name their permission here, e.g. {"cancel": "runs.cancel_run"}
+    action_permissions: dict[str, str] = {}
+    # allow django-guardian object grants to satisfy object actions
+    allow_object_grants = False
+    tenant_url_kwarg = "tenant"
+    model = None  # the tenant-scoped model served; subclasses must set it
+
+    @cached_property
+    def access(self) -> Access:
+        access = resolve_access(
+            user=self.request.user,
+            tenant_slug=self.kwargs[self.tenant_url_kwarg],
+            token=self.request.auth if _is_token(self.request.auth) else None,
+        )
+        ctx = dataclasses.replace(
+            context.current(),
+            tenant=access.tenant,
+            user=self.request.user,
+            token=self.request.auth if _is_token(self.request.auth) else None,
+        )
+        self._context_token = context.set_context(ctx)
+        return access
+
+    @property
+    def tenant(self):
+        return self.access.tenant
+
+    def required_permission(self) -> str:
+        action = getattr(self, "action", None) or self.request.method.lower()
+        if action in self.action_permissions:
+            return self.action_permissions[action]
+        verb = _DEFAULT_ACTION_VERBS.get(action)
+        if verb is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.{action} has no permission: add it to action_permissions."
+            )
+        model = self.get_model()
+        return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
+
+    def get_model(self):
+        return self.model
+
+    def is_object_action(self) -> bool:
+        return self.lookup_url_kwarg in self.kwargs or self.lookup_field in self.kwargs
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no tenant
+            return self.model.objects.unscoped().none()
+        return self.refine_queryset(self.model.objects.for_tenant(self.access.tenant))
+
+    def refine_queryset(self, queryset):
+        """Add select_related, ordering or narrowing filters; never widen."""
+        return queryset
+
+    def get_serializer_context(self):
+        ctx = super().get_serializer_context()
+        if self.request and self.request.user.is_authenticated and "tenant" in self.kwargs:
+            ctx["access"] = self.access
+            ctx["tenant"] = self.access.tenant
+        return ctx
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        token = getattr(self, "_context_token", None)
+        if token is not None:
+            context.reset_context(token)
+            self._context_token = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _is_token(auth) -> bool:
+    from controlplane.api.models import ApiToken
+
+    return isinstance(auth, ApiToken)
+
+
+class TenantViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
+    """Full CRUD base; subclasses route writes through services in perform_* hooks."""
+
+
+class TenantReadOnlyViewSet(TenantScopedViewMixin, viewsets.ReadOnlyModelViewSet):
+    """List and retrieve only."""
+
+
+class TenantListCreateDestroyViewSet(
+    TenantScopedViewMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """List, retrieve, create and delete (no update)."""

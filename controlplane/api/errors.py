@@ -1,0 +1,24 @@
+"""One error body for every API error: drf-standardized-errors' shape.
+
+``{"type": "validation_error" | "client_error" | "server_error",
+   "errors": [{"code": ..., "detail": ..., "attr": <field or null>}]}``
+
+Django ``ValidationError`` and ``PermissionDenied`` raised by services are
+turned into 400 and 403 with the same shape, field by field.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_standardized_errors.handler import exception_handler as standardized_handler
+from rest_framework import exceptions
+from rest_framework.fields import get_error_detail
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=get_error_detail(exc))
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(detail=str(exc) or None)
+    return standardized_handler(exc, context)

@@ -1,0 +1,58 @@
+"""Streaming JSONL and CSV exports of audit events (constant memory for any size)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from controlplane.audit.models import AuditEvent
+
+COLUMNS = [
+    "seq",
+    "created_at",
+    "actor_type",
+    "actor_name",
+    "action",
+    "target_type",
+    "target_id",
+    "target_name",
+    "before",
+    "after",
+    "metadata",
+    "request_id",
+    "ip",
+    "prev_hash",
+    "hash",
+]
+
+
+def _row(event: AuditEvent) -> dict:
+    row = {name: getattr(event, name) for name in COLUMNS}
+    row["created_at"] = event.created_at.isoformat()
+    return row
+
+
+def export_jsonl(events: Iterable[AuditEvent]) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(_row(event), ensure_ascii=False, default=str) + "\n"
+
+
+def export_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for event in events:
+        row = _row(event)
+        writer.writerow(
+            [
+                json.dumps(row[c], default=str) if c in ("before", "after", "metadata") else row[c]
+                for c in COLUMNS
+            ]
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()

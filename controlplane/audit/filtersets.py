@@ -1,0 +1,32 @@
+import django_filters
+
+from controlplane.audit.models import ActorType, AuditEvent
+
+
+class AuditEventFilterSet(django_filters.FilterSet):
+    """Filters shared by the audit API, its export and the audit page."""
+
+    actor = django_filters.CharFilter(
+        field_name="actor_name", lookup_expr="icontains", label="Actor name contains"
+    )
+    actor_type = django_filters.ChoiceFilter(choices=ActorType.choices)
+    action = django_filters.CharFilter(
+        method="filter_action", label="Action, or a prefix ending in '.' (e.g. 'membership.')"
+    )
+    target_type = django_filters.CharFilter()
+    target_id = django_filters.CharFilter()
+    target = django_filters.CharFilter(
+        field_name="target_name", lookup_expr="icontains", label="Target name contains"
+    )
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    request_id = django_filters.CharFilter()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor_type", "target_type", "target_id", "request_id"]
+
+    def filter_action(self, queryset, name, value):
+        if value.endswith("."):
+            return queryset.filter(action__startswith=value)
+        return queryset.filter(action=value)

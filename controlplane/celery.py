@@ -1,0 +1,58 @@
+"""The Celery application. Tasks are thin: they load by id and call a service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+
+app = Celery("controlplane")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+_stop_heartbeat = threading.Event()
+
+
+def _heartbeat_loop(hostname: str, interval: int) -> None:
+    from django.core.cache import cache
+
+    from controlplane.health import WORKER_HEARTBEAT_KEY
+
+    while not _stop_heartbeat.is_set():
+        try:
+            cache.set(
+                WORKER_HEARTBEAT_KEY,
+                {"at": time.time(), "hostname": hostname},
+                timeout=interval * 6,
+            )
+        except Exception as exc:  # Redis briefly down: try again next beat
+            logger.warning("worker heartbeat not written: %s", exc)
+        _stop_heartbeat.wait(interval)
+
+
+@worker_ready.connect
+def start_heartbeat(sender=None, **kwargs) -> None:
+    """Every worker reports it is alive; /readyz reads the last report."""
+    from django.conf import settings
+
+    _stop_heartbeat.clear()
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    threading.Thread(
+        target=_heartbeat_loop,
+        args=(hostname, settings.WORKER_HEARTBEAT_SECONDS),
+        name="worker-heartbeat",
+        daemon=True,
+    ).start()
+
+
+@worker_shutdown.connect
+def stop_heartbeat(**kwargs) -> None:
+    _stop_heartbeat.set()

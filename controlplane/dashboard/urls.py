@@ -1,0 +1,14 @@
+from django.urls import path
+
+from controlplane.dashboard import views
+
+app_name = "dashboard"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("t/<slug:tenant>/", views.OverviewPage.as_view(), name="overview"),
+    path("t/<slug:tenant>/members/", views.MembersPage.as_view(), name="members"),
+    path("t/<slug:tenant>/tokens/", views.TokensPage.as_view(), name="tokens"),
+    path("t/<slug:tenant>/audit/", views.AuditPage.as_view(), name="audit"),
+]

@@ -1,0 +1,213 @@
+"""Dashboard pages: sign-in, tenant picker and the tenant pages of the foundation."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.generic import TemplateView
+
+from controlplane.api import services as token_services
+from controlplane.api.models import ApiToken
+from controlplane.audit.filtersets import AuditEventFilterSet
+from controlplane.audit.models import AuditEvent
+from controlplane.dashboard.base import TenantPageMixin
+from controlplane.dashboard.forms import LoginForm, MemberAddForm, MemberRoleForm, TokenCreateForm
+from controlplane.tenancy import services as tenancy_services
+from controlplane.tenancy.choices import Role
+from controlplane.tenancy.models import Membership
+from controlplane.tenancy.selectors import memberships_of
+
+AUDIT_PAGE_SIZE = 50
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "dashboard/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+def login_locked_out(request, credentials=None, *args, **kwargs):
+    """Shown by django-axes after too many failed sign-ins for a username from one address."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return render(
+        request,
+        "dashboard/login.html",
+        {
+            "form": LoginForm(request),
+            "locked_out": True,
+            "lockout_minutes": minutes,
+        },
+        status=429,
+    )
+
+
+@login_required
+def home(request):
+    """Open the last tenant used, the only one, or a picker."""
+    memberships = list(memberships_of(request.user))
+    slugs = [m.tenant.slug for m in memberships]
+    last = request.session.get("tenant")
+    if last in slugs:
+        return redirect("dashboard:overview", tenant=last)
+    if len(memberships) == 1:
+        return redirect("dashboard:overview", tenant=slugs[0])
+    return render(request, "dashboard/home.html", {"memberships": memberships})
+
+
+class OverviewPage(TenantPageMixin, TemplateView):
+    template_name = "dashboard/overview.html"
+    permission_required = "tenancy.view_tenant"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        members = Membership.objects.all()
+        data["member_count"] = members.count()
+        data["role_counts"] = {
+            label: members.filter(role=value).count() for value, label in Role.choices
+        }
+        if self.can("api.view_apitoken"):
+            data["active_tokens"] = ApiToken.objects.filter(revoked_at__isnull=True).count()
+        if self.can("audit.view_auditevent"):
+            data["recent_events"] = list(AuditEvent.objects.order_by("-seq")[:10])
+        return data
+
+
+class MembersPage(TenantPageMixin, TemplateView):
+    template_name = "dashboard/members.html"
+    permission_required = "tenancy.view_membership"
+    post_permission_required = "tenancy.change_membership"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["members"] = Membership.objects.select_related("user").order_by("user__username")
+        data["roles"] = Role.choices
+        data["add_form"] = kwargs.get("add_form") or MemberAddForm()
+        data["can_manage"] = self.can("tenancy.change_membership")
+        return data
+
+    def post(self, request, *args, **kwargs):
+        op = request.POST.get("op")
+        try:
+            if op == "add":
+                form = MemberAddForm(request.POST)
+                if not form.is_valid():
+                    return self.render_to_response(self.get_context_data(add_form=form), status=400)
+                tenancy_services.membership_add(
+                    tenant=self.tenant,
+                    user=form.cleaned_data["username"],
+                    role=form.cleaned_data["role"],
+                    actor_role=self.access.role,
+                )
+                messages.success(request, f"Added {form.cleaned_data['username']}.")
+            elif op in ("role", "remove"):
+                membership = get_object_or_404(
+                    Membership.objects.select_related("user"),
+                    user__username=request.POST.get("username", ""),
+                )
+                if op == "role":
+                    form = MemberRoleForm(request.POST)
+                    if not form.is_valid():
+                        messages.error(request, "Choose a valid role.")
+                        return redirect(request.path, status=303)
+                    tenancy_services.membership_change_role(
+                        membership=membership,
+                        role=form.cleaned_data["role"],
+                        actor_role=self.access.role,
+                    )
+                    messages.success(
+                        request, f"{membership.user.username} is now {form.cleaned_data['role']}."
+                    )
+                else:
+                    tenancy_services.membership_remove(
+                        membership=membership, actor_role=self.access.role
+                    )
+                    messages.success(request, f"Removed {membership.user.username}.")
+            else:
+                messages.error(request, "Unknown action.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+        return redirect(request.path)
+
+
+class TokensPage(TenantPageMixin, TemplateView):
+    template_name = "dashboard/tokens.html"
+    permission_required = "api.view_apitoken"
+    post_permission_required = "api.add_apitoken"
+
+    def _members(self):
+        return Membership.objects.select_related("user").order_by("user__username")
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["tokens"] = ApiToken.objects.select_related("user", "created_by").order_by("-id")
+        data["form"] = kwargs.get("form") or TokenCreateForm(
+            members=self._members(), initial={"username": self.request.user.username}
+        )
+        data["new_token"] = kwargs.get("new_token")
+        data["api_base"] = self.request.build_absolute_uri(f"/api/v1/t/{self.tenant.slug}/")
+        return data
+
+    def post(self, request, *args, **kwargs):
+        if request.POST.get("op") == "revoke":
+            if not self.can("api.delete_apitoken"):
+                raise PermissionDenied("Your role does not allow revoking tokens.")
+            token = get_object_or_404(ApiToken, prefix=request.POST.get("prefix", ""))
+            token_services.api_token_revoke(token=token)
+            messages.success(request, f"Token “{token.name}” revoked.")
+            return redirect(request.path)
+        form = TokenCreateForm(request.POST, members=self._members())
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        user = get_user_model().objects.get(username=form.cleaned_data["username"])
+        try:
+            issued = token_services.api_token_create(
+                tenant=self.tenant,
+                user=user,
+                name=form.cleaned_data["name"],
+                scope=form.cleaned_data["scope"],
+                expires_in_days=form.cleaned_data["expires_in_days"],
+                created_by=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error(None, " ".join(exc.messages))
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        # Rendered directly, never stored in the session: the plaintext is shown exactly once.
+        return self.render_to_response(self.get_context_data(new_token=issued), status=201)
+
+
+class AuditPage(TenantPageMixin, TemplateView):
+    template_name = "dashboard/audit.html"
+    permission_required = "audit.view_auditevent"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        filterset = AuditEventFilterSet(self.request.GET, queryset=AuditEvent.objects.all())
+        events = (
+            filterset.qs.order_by("-seq") if filterset.is_valid() else AuditEvent.objects.none()
+        )
+        before = self.request.GET.get("before", "")
+        if before.isdigit():
+            events = events.filter(seq__lt=int(before))
+        page = list(events[: AUDIT_PAGE_SIZE + 1])
+        data["filterset"] = filterset
+        data["events"] = page[:AUDIT_PAGE_SIZE]
+        data["next_before"] = page[AUDIT_PAGE_SIZE - 1].seq if len(page) > AUDIT_PAGE_SIZE else None
+        query = self.request.GET.copy()
+        query.pop("before", None)
+        data["query"] = query.urlencode()
+        export = reverse("api:audit-event-export", kwargs={"tenant": self.tenant.slug})
+        data["export_jsonl"] = f"{export}?{query.urlencode()}&format=jsonl".replace("?&", "?")
+        data["export_csv"] = f"{export}?{query.urlencode()}&format=csv".replace("?&", "?")
+        return data

@@ -1,0 +1,73 @@
+"""Membership roles mapped to model permissions inside a tenant.
+
+The first RBAC layer: a role grants ``app_label.codename`` permissions for every
+object of the tenant. The second layer (per-object grants) is django-guardian,
+see ``controlplane.rbac.grants``. Apps extend these sets as they add models;
+``tests/rbac`` checks every name here is a real Permission.
+"""
+
+from __future__ import annotations
+
+from controlplane.tenancy.choices import Role
+
+VIEWER_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "tenancy.view_tenant",
+        "tenancy.view_membership",
+        "audit.view_auditevent",
+    }
+)
+
+OPERATOR_PERMISSIONS: frozenset[str] = VIEWER_PERMISSIONS | frozenset()
+
+ADMIN_PERMISSIONS: frozenset[str] = OPERATOR_PERMISSIONS | frozenset(
+    {
+        "tenancy.add_membership",
+        "tenancy.change_membership",
+        "tenancy.delete_membership",
+        "tenancy.manage_members",
+        "api.view_apitoken",
+        "api.add_apitoken",
+        "api.delete_apitoken",
+    }
+)
+
+OWNER_PERMISSIONS: frozenset[str] = ADMIN_PERMISSIONS | frozenset({"tenancy.change_tenant"})
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.VIEWER: VIEWER_PERMISSIONS,
+    Role.OPERATOR: OPERATOR_PERMISSIONS,
+    Role.ADMIN: ADMIN_PERMISSIONS,
+    Role.OWNER: OWNER_PERMISSIONS,
+}
+
+# Permissions an API token of scope "write" may not use: administering the
+# tenant itself (members, tokens, settings) needs an "admin" token.
+ADMINISTRATIVE_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "tenancy.add_membership",
+        "tenancy.change_membership",
+        "tenancy.delete_membership",
+        "tenancy.manage_members",
+        "api.view_apitoken",
+        "api.add_apitoken",
+        "api.delete_apitoken",
+        "tenancy.change_tenant",
+    }
+)
+
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def role_permissions(role: str) -> frozenset[str]:
+    return ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def scope_allows(scope: str, perm: str) -> bool:
+    """Whether an API token of ``scope`` (read / write / admin) may use ``perm``."""
+    codename = perm.split(".", 1)[-1]
+    if scope == "admin":
+        return True
+    if scope == "write":
+        return perm not in ADMINISTRATIVE_PERMISSIONS
+    return codename.startswith("view_")

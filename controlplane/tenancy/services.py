@@ -1,0 +1,137 @@
+"""Writes to tenants and memberships. Each is atomic and audited in the same transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from controlplane import context
+from controlplane.audit.services import audit_record, snapshot
+from controlplane.rbac.roles import ROLE_RANK
+from controlplane.tenancy.choices import Role
+from controlplane.tenancy.models import Membership, Tenant
+
+_MEMBERSHIP_FIELDS = ["user", "role"]
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, owner: Any | None = None) -> Tenant:
+    """Create a tenant (and its audit chain); ``owner`` becomes its first owner."""
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": f"A tenant with slug {slug!r} already exists."})
+    tenant = Tenant(slug=slug, name=name)
+    tenant.full_clean()
+    tenant.save()
+    with context.tenant_context(tenant):
+        audit_record(
+            action="tenant.create", target=tenant, after=snapshot(tenant, ["slug", "name"])
+        )
+        if owner is not None:
+            membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
+            audit_record(
+                action="membership.create",
+                target=membership,
+                after=snapshot(membership, _MEMBERSHIP_FIELDS),
+            )
+    return tenant
+
+
+def _check_can_assign(actor_role: str | None, role: str, current: str | None = None) -> None:
+    """Only an owner grants or removes the owner role; nobody grants above their own role."""
+    if actor_role is None:  # system actors (commands, seeding)
+        return
+    if Role.OWNER in (role, current) and actor_role != Role.OWNER:
+        raise PermissionDenied("Only an owner can grant, change or remove the owner role.")
+    if ROLE_RANK[Role(role)] > ROLE_RANK[Role(actor_role)]:
+        raise PermissionDenied("You cannot grant a role above your own.")
+
+
+def _ensure_an_owner_remains(membership: Membership) -> None:
+    if membership.role != Role.OWNER:
+        return
+    owners = Membership.objects.for_tenant(membership.tenant).filter(role=Role.OWNER)
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ValidationError({"role": "A tenant must keep at least one owner."})
+
+
+@transaction.atomic
+def membership_add(
+    *, tenant: Tenant, user: Any, role: str, actor_role: str | None = None
+) -> Membership:
+    """Add ``user`` to ``tenant`` with ``role``; refuses a duplicate membership."""
+    _check_can_assign(actor_role, role)
+    if Membership.objects.for_tenant(tenant).filter(user=user).exists():
+        raise ValidationError({"user": f"{user.get_username()} is already a member."})
+    membership = Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role)
+    audit_record(
+        action="membership.create",
+        target=membership,
+        tenant=tenant,
+        after=snapshot(membership, _MEMBERSHIP_FIELDS),
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_change_role(
+    *, membership: Membership, role: str, actor_role: str | None = None
+) -> Membership:
+    """Change a member's role; the last owner cannot be demoted."""
+    membership = Membership.objects.unscoped().select_for_update().get(pk=membership.pk)
+    _check_can_assign(actor_role, role, membership.role)
+    if membership.role == role:
+        return membership
+    if role != Role.OWNER:
+        _ensure_an_owner_remains(membership)
+    before = snapshot(membership, _MEMBERSHIP_FIELDS)
+    membership.role = role
+    membership.save(update_fields=["role", "updated_at"])
+    audit_record(
+        action="membership.update",
+        target=membership,
+        tenant=membership.tenant,
+        before=before,
+        after=snapshot(membership, _MEMBERSHIP_FIELDS),
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor_role: str | None = None) -> None:
+    """Remove a member (and revoke their API tokens in this tenant); keeps one owner."""
+    from controlplane.api.services import api_token_revoke_all_for_user
+
+    membership = Membership.objects.unscoped().select_for_update().get(pk=membership.pk)
+    _check_can_assign(actor_role, membership.role, membership.role)
+    _ensure_an_owner_remains(membership)
+    before = snapshot(membership, _MEMBERSHIP_FIELDS)
+    api_token_revoke_all_for_user(tenant=membership.tenant, user=membership.user)
+    audit_record(
+        action="membership.delete", target=membership, tenant=membership.tenant, before=before
+    )
+    membership.delete()
+
+
+@transaction.atomic
+def user_create(*, username: str, email: str = "", password: str | None = None) -> Any:
+    """Create a site user account (audited in the global chain). Password validated if given."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ValidationError({"username": f"A user named {username!r} already exists."})
+    user = User(username=username, email=email)
+    if password:
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    audit_record(
+        action="user.create", target=user, tenant=None, after={"username": username, "email": email}
+    )
+    return user

@@ -1,0 +1,1 @@
+"""Models of the policies app: filled by the policies issue; the app and migrations exist now."""

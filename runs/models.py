@@ -1,0 +1,1 @@
+"""Models of the runs app: filled by the run engine issue; the app and migrations exist now."""
