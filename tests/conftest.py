@@ -1,0 +1,68 @@
+"""Shared fixtures: tenants acme and globex; alice (owner), bob (viewer), charlie (outsider).
+
+acme: alice owner, adam admin, oscar operator, bob viewer. globex: charlie owner.
+``api`` returns a DRF client authenticated as a user through a real API token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from rest_framework.test import APIClient
+
+from controlplane.tenancy.choices import Role
+from tests.factories import TenantFactory, UserFactory, add_member, make_token
+
+
+@dataclasses.dataclass
+class World:
+    acme: object
+    globex: object
+    alice: object  # acme owner
+    adam: object  # acme admin
+    oscar: object  # acme operator
+    bob: object  # acme viewer
+    charlie: object  # globex owner, outsider to acme
+
+    def user_with_role(self, role: str):
+        return {Role.OWNER: self.alice, Role.ADMIN: self.adam, Role.OPERATOR: self.oscar,
+                Role.VIEWER: self.bob}[role]
+
+
+@pytest.fixture
+def world(db) -> World:
+    acme = TenantFactory(slug="acme", name="Acme Corp")
+    globex = TenantFactory(slug="globex", name="Globex")
+    w = World(
+        acme=acme, globex=globex,
+        alice=UserFactory(username="alice"), adam=UserFactory(username="adam"),
+        oscar=UserFactory(username="oscar"), bob=UserFactory(username="bob"),
+        charlie=UserFactory(username="charlie"),
+    )
+    add_member(acme, w.alice, Role.OWNER)
+    add_member(acme, w.adam, Role.ADMIN)
+    add_member(acme, w.oscar, Role.OPERATOR)
+    add_member(acme, w.bob, Role.VIEWER)
+    add_member(globex, w.charlie, Role.OWNER)
+    return w
+
+
+@pytest.fixture
+def api():
+    """``api(user, tenant, scope="admin")``: a client sending a fresh Bearer token."""
+
+    def make(user=None, tenant=None, scope: str = "admin") -> APIClient:
+        client = APIClient()
+        if user is not None:
+            token = make_token(tenant, user, scope=scope)
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness protects real passwords, not fixtures.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
