@@ -56,8 +56,8 @@ if SECRET_KEY is None:
             "least 50 characters (python -c 'import secrets; print(secrets.token_urlsafe(64))')."
         )
     SECRET_KEY = _persisted_secret("secret_key", lambda: secrets.token_urlsafe(64))
-elif len(SECRET_KEY) < 32:
-    raise ImproperlyConfigured("SECRET_KEY is too short: use at least 32 random characters.")
+elif len(SECRET_KEY) < 50:  # what `check --deploy` (security.W009) requires
+    raise ImproperlyConfigured("SECRET_KEY is too short: use at least 50 random characters.")
 
 # Fernet keys for secrets at rest; the first encrypts, all decrypt (rotation).
 _secret_keys = env.list("SECRETS_ENCRYPTION_KEYS", [])

@@ -70,8 +70,9 @@ class TenantEndpointTests:
         return reverse(f"api:{self.basename}-list", kwargs={"tenant": tenant.slug})
 
     def detail_url(self, tenant, key: str) -> str:
-        return reverse(f"api:{self.basename}-detail", kwargs={"tenant": tenant.slug,
-                                                              self.lookup_kwarg: key})
+        return reverse(
+            f"api:{self.basename}-detail", kwargs={"tenant": tenant.slug, self.lookup_kwarg: key}
+        )
 
     def denied_read_role(self) -> str | None:
         index = ROLES_LOW_TO_HIGH.index(self.read_role)
@@ -127,8 +128,9 @@ class TenantEndpointTests:
     # writes ----------------------------------------------------------------
     def test_create_permitted_and_audited(self, world, api):
         if self.write_role is None or not self.supports_create:
-            response = api(world.alice, world.acme).post(self.list_url(world.acme), {},
-                                                         format="json")
+            response = api(world.alice, world.acme).post(
+                self.list_url(world.acme), {}, format="json"
+            )
             assert_error_shape(response, 405)
             return
         client = api(world.user_with_role(self.write_role), world.acme)
@@ -171,8 +173,9 @@ class TenantEndpointTests:
             return
         obj = self.make_object(world, world.acme)
         client = api(world.user_with_role(self.write_role), world.acme)
-        response = client.patch(self.detail_url(world.acme, self.lookup(obj)), self.update_data,
-                                format="json")
+        response = client.patch(
+            self.detail_url(world.acme, self.lookup(obj)), self.update_data, format="json"
+        )
         assert response.status_code == 200, response.content
         assert audit_rows(world.acme, self.update_audit_action).exists()
 
@@ -181,8 +184,9 @@ class TenantEndpointTests:
             return
         foreign = self.make_object(world, world.globex)
         client = api(world.alice, world.acme)
-        response = client.patch(self.detail_url(world.acme, self.lookup(foreign)),
-                                self.update_data, format="json")
+        response = client.patch(
+            self.detail_url(world.acme, self.lookup(foreign)), self.update_data, format="json"
+        )
         assert_error_shape(response, 404)
 
     def test_delete_permitted_and_audited(self, world, api):

@@ -7,12 +7,26 @@ acme: alice owner, adam admin, oscar operator, bob viewer. globex: charlie owner
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 from rest_framework.test import APIClient
 
 from controlplane.tenancy.choices import Role
 from tests.factories import TenantFactory, UserFactory, add_member, make_token
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """Give each pytest run its own test databases, so two runs on one server never collide."""
+    from django.conf import settings
+
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]
+    for db in settings.DATABASES.values():
+        if db["ENGINE"].endswith("sqlite3"):
+            continue
+        name = db.get("TEST", {}).get("NAME") or f"test_{db['NAME']}"
+        db.setdefault("TEST", {})["NAME"] = f"{name}_{run_id}"
 
 
 @dataclasses.dataclass
@@ -26,8 +40,12 @@ class World:
     charlie: object  # globex owner, outsider to acme
 
     def user_with_role(self, role: str):
-        return {Role.OWNER: self.alice, Role.ADMIN: self.adam, Role.OPERATOR: self.oscar,
-                Role.VIEWER: self.bob}[role]
+        return {
+            Role.OWNER: self.alice,
+            Role.ADMIN: self.adam,
+            Role.OPERATOR: self.oscar,
+            Role.VIEWER: self.bob,
+        }[role]
 
 
 @pytest.fixture
@@ -35,9 +53,12 @@ def world(db) -> World:
     acme = TenantFactory(slug="acme", name="Acme Corp")
     globex = TenantFactory(slug="globex", name="Globex")
     w = World(
-        acme=acme, globex=globex,
-        alice=UserFactory(username="alice"), adam=UserFactory(username="adam"),
-        oscar=UserFactory(username="oscar"), bob=UserFactory(username="bob"),
+        acme=acme,
+        globex=globex,
+        alice=UserFactory(username="alice"),
+        adam=UserFactory(username="adam"),
+        oscar=UserFactory(username="oscar"),
+        bob=UserFactory(username="bob"),
         charlie=UserFactory(username="charlie"),
     )
     add_member(acme, w.alice, Role.OWNER)

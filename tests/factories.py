@@ -46,5 +46,6 @@ def add_member(tenant: Tenant, user, role: str = Role.VIEWER) -> Membership:
 def make_token(tenant: Tenant, user, scope: str = "admin", **kwargs) -> str:
     """A real API token's plaintext, issued through the service."""
     with context.system_context("tests", tenant=tenant):
-        return api_token_create(tenant=tenant, user=user, name="test", scope=scope,
-                                **kwargs).plaintext
+        return api_token_create(
+            tenant=tenant, user=user, name="test", scope=scope, **kwargs
+        ).plaintext

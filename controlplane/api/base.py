@@ -18,7 +18,7 @@ import dataclasses
 from functools import cached_property
 
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework import mixins, viewsets
+from rest_framework import exceptions, mixins, viewsets
 from rest_framework.permissions import IsAuthenticated
 
 from controlplane import context
@@ -72,6 +72,9 @@ class TenantScopedViewMixin:
         if action in self.action_permissions:
             return self.action_permissions[action]
         verb = _DEFAULT_ACTION_VERBS.get(action)
+        if verb is None and not hasattr(self, self.request.method.lower()):
+            # e.g. POST to a read-only resource: answer 405, not a configuration error (500)
+            raise exceptions.MethodNotAllowed(self.request.method)
         if verb is None:
             raise ImproperlyConfigured(
                 f"{type(self).__name__}.{action} has no permission: add it to action_permissions."

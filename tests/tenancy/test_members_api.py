@@ -84,7 +84,8 @@ class TestMyTenants:
         response = api(world.bob, world.acme, scope="read").get("/api/v1/tenants/")
         assert response.status_code == 200
         assert {(t["slug"], t["role"]) for t in response.json()} == {
-            ("acme", "viewer"), ("globex", "operator")
+            ("acme", "viewer"),
+            ("globex", "operator"),
         }
 
     def test_anonymous_is_401(self, world, api):
