@@ -68,4 +68,6 @@ class DatabaseUnavailableMiddleware:
                 status=503,
                 headers={"Retry-After": "5"},
             )
-        return render(request, "503.html", status=503, headers={"Retry-After": "5"})
+        response = render(request, "503.html", status=503)
+        response["Retry-After"] = "5"
+        return response

@@ -210,7 +210,7 @@ else:
     }
 
 # Celery: JSON only, late acks, one message at a time per worker process.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"polling_interval": 0.005} if EMBEDDED else {"visibility_timeout": 3600}
 )

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from drf_standardized_errors.handler import exception_handler as standardized_handler
 from rest_framework import exceptions
 from rest_framework.fields import get_error_detail
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Re-raised so DatabaseUnavailableMiddleware answers 503 + Retry-After, not a 500.
+        return None
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=get_error_detail(exc))
     elif isinstance(exc, DjangoPermissionDenied):

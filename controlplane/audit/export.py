@@ -34,6 +34,16 @@ def _row(event: AuditEvent) -> dict:
     return row
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value):
+    """Neutralise spreadsheet formulas (a username like '=HYPERLINK(...)' stays text)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export_jsonl(events: Iterable[AuditEvent]) -> Iterator[str]:
     for event in events:
         yield json.dumps(_row(event), ensure_ascii=False, default=str) + "\n"
@@ -47,7 +57,11 @@ def export_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
         row = _row(event)
         writer.writerow(
             [
-                json.dumps(row[c], default=str) if c in ("before", "after", "metadata") else row[c]
+                _csv_cell(
+                    json.dumps(row[c], default=str)
+                    if c in ("before", "after", "metadata")
+                    else row[c]
+                )
                 for c in COLUMNS
             ]
         )

@@ -68,6 +68,8 @@ def scope_allows(scope: str, perm: str) -> bool:
     codename = perm.split(".", 1)[-1]
     if scope == "admin":
         return True
+    if perm in ADMINISTRATIVE_PERMISSIONS:  # e.g. api.view_apitoken: not for read either
+        return False
     if scope == "write":
-        return perm not in ADMINISTRATIVE_PERMISSIONS
+        return True
     return codename.startswith("view_")
