@@ -1,0 +1,171 @@
+"""Browser tests: the real ASGI server (``manage.py serve``) in a subprocess, driven by Chromium.
+
+The server runs against the pytest test database, so test data must be
+committed: every browser test uses ``transactional_db`` (through ``live_url``).
+The server is started once per session and each test gets a fresh Chromium.
+
+Playwright's sync API keeps an asyncio loop running in the test's thread, where
+Django refuses ORM calls; ``orm(fn)`` runs a database check in a worker thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection, connections
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+SERVER_START_SECONDS = 60
+
+
+class FewIterationsPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """PBKDF2-SHA256 with few rounds: the server's own hasher verifies it (rounds are stored)."""
+
+    iterations = 1000
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Overrides the suite's MD5 hasher: the server process only knows its default hashers.
+    settings.PASSWORD_HASHERS = [f"{__name__}.FewIterationsPBKDF2PasswordHasher"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker):
+    """``manage.py serve`` on a free port against the test database; its base URL."""
+    assert connection.vendor == "postgresql", "browser tests need the PostgreSQL test database"
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "DEBUG": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    log_path = ARTIFACTS / f"server-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-worker",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /healthz:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def live_url(transactional_db, world, asgi_server) -> str:
+    """The server's base URL, with ``world`` committed so the server sees it."""
+    return asgi_server
+
+
+@pytest.fixture
+def page(live_url, request):
+    """A fresh Chromium page (1280x800); the test's data is set up before it starts."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def shot(page, request, step: str) -> Path:
+    """Save a full-page screenshot under test-artifacts/ and check it was written."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    path = ARTIFACTS / f"{name}--{step}.png"
+    path.unlink(missing_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.is_file(), path
+    assert path.stat().st_size > 0, path
+    return path
+
+
+def orm(fn):
+    """Run ``fn`` (database reads) in a worker thread, away from Playwright's event loop."""
+
+    def run():
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
