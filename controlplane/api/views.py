@@ -41,7 +41,7 @@ class ApiTokenViewSet(TenantListCreateDestroyViewSet):
         )
         body = ApiTokenCreatedSerializer(issued.token).data
         body["token"] = issued.plaintext
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
     def perform_destroy(self, instance):
         services.api_token_revoke(token=instance)

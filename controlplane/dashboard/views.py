@@ -97,6 +97,9 @@ class MembersPage(TenantPageMixin, TemplateView):
 
     def post(self, request, *args, **kwargs):
         op = request.POST.get("op")
+        needed = {"add": "tenancy.add_membership", "remove": "tenancy.delete_membership"}
+        if op in needed and not self.can(needed[op]):
+            raise PermissionDenied("Your role does not allow this.")
         try:
             if op == "add":
                 form = MemberAddForm(request.POST)
@@ -184,7 +187,9 @@ class TokensPage(TenantPageMixin, TemplateView):
             form.add_error(None, " ".join(exc.messages))
             return self.render_to_response(self.get_context_data(form=form), status=400)
         # Rendered directly, never stored in the session: the plaintext is shown exactly once.
-        return self.render_to_response(self.get_context_data(new_token=issued), status=201)
+        response = self.render_to_response(self.get_context_data(new_token=issued), status=201)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class AuditPage(TenantPageMixin, TemplateView):
