@@ -28,7 +28,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, no_worker, proxy_headers, **options):
+        import signal
+
         from daphne.cli import CommandLineInterface
+
+        # Started in the background (make run's production mode), SIGINT may arrive ignored;
+        # restore it so Ctrl-C stops the server as it stops the worker and beat.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         if settings.EMBEDDED and not no_worker:
             from controlplane.embedded import start_embedded_worker
