@@ -1,0 +1,1 @@
+"""Model provider adapters: one module per provider kind, one interface (``base.Adapter``)."""
