@@ -297,6 +297,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
+        "RegistryStatusEnum": "agents.choices.Status.choices",
+        "TicketStatusEnum": "agents.choices.TicketStatus.choices",
         "ValidationErrorEnum": f"{_ERR}.ValidationErrorEnum.choices",
         "ClientErrorEnum": f"{_ERR}.ClientErrorEnum.choices",
         "ServerErrorEnum": f"{_ERR}.ServerErrorEnum.choices",

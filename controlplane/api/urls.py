@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from agents.api.urls import register as register_registry
 from controlplane.api.views import ApiTokenViewSet
 from controlplane.audit.api.views import AuditEventViewSet
 from controlplane.tenancy.api.views import MembershipViewSet, MyTenantsView
@@ -12,6 +13,7 @@ tenant_router = SimpleRouter(trailing_slash=True)
 tenant_router.register("members", MembershipViewSet, basename="member")
 tenant_router.register("tokens", ApiTokenViewSet, basename="token")
 tenant_router.register("audit-events", AuditEventViewSet, basename="audit-event")
+register_registry(tenant_router)
 
 app_name = "api"
 urlpatterns = [

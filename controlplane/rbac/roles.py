@@ -10,26 +10,67 @@ from __future__ import annotations
 
 from controlplane.tenancy.choices import Role
 
+_REGISTRY_MODELS = (
+    "agent",
+    "agentversion",
+    "tool",
+    "toolgrant",
+    "providerconnection",
+    "mcpserver",
+    "secret",
+    "knowledgedocument",
+    "ticket",
+)
+
 VIEWER_PERMISSIONS: frozenset[str] = frozenset(
     {
         "tenancy.view_tenant",
         "tenancy.view_membership",
         "audit.view_auditevent",
+        *(f"agents.view_{model}" for model in _REGISTRY_MODELS),
     }
 )
 
-OPERATOR_PERMISSIONS: frozenset[str] = VIEWER_PERMISSIONS | frozenset()
+OPERATOR_PERMISSIONS: frozenset[str] = VIEWER_PERMISSIONS | frozenset(
+    {"agents.use_agent", "agents.use_tool"}
+)
 
-ADMIN_PERMISSIONS: frozenset[str] = OPERATOR_PERMISSIONS | frozenset(
+# Platform engineers: register and change agents, tools, providers, MCP servers, secrets.
+REGISTRY_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
     {
-        "tenancy.add_membership",
-        "tenancy.change_membership",
-        "tenancy.delete_membership",
-        "tenancy.manage_members",
-        "api.view_apitoken",
-        "api.add_apitoken",
-        "api.delete_apitoken",
+        "agents.add_agent",
+        "agents.change_agent",
+        "agents.add_tool",
+        "agents.change_tool",
+        "agents.add_toolgrant",
+        "agents.delete_toolgrant",
+        "agents.add_providerconnection",
+        "agents.change_providerconnection",
+        "agents.add_mcpserver",
+        "agents.change_mcpserver",
+        "agents.add_secret",
+        "agents.change_secret",
+        "agents.delete_secret",
+        "agents.add_knowledgedocument",
+        "agents.change_knowledgedocument",
+        "agents.delete_knowledgedocument",
     }
+)
+
+ADMIN_PERMISSIONS: frozenset[str] = (
+    OPERATOR_PERMISSIONS
+    | REGISTRY_ADMIN_PERMISSIONS
+    | frozenset(
+        {
+            "tenancy.add_membership",
+            "tenancy.change_membership",
+            "tenancy.delete_membership",
+            "tenancy.manage_members",
+            "api.view_apitoken",
+            "api.add_apitoken",
+            "api.delete_apitoken",
+        }
+    )
 )
 
 OWNER_PERMISSIONS: frozenset[str] = ADMIN_PERMISSIONS | frozenset({"tenancy.change_tenant"})

@@ -1,0 +1,399 @@
+"""Registry API: agents (+ versions, diff, publish, rollback), tools, grants, providers,
+MCP servers, secrets, knowledge documents and tickets. Views validate and call services."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from agents import services
+from agents.api.serializers import (
+    AgentDiffSerializer,
+    AgentPublishSerializer,
+    AgentRollbackSerializer,
+    AgentSerializer,
+    AgentUpdateSerializer,
+    AgentVersionSerializer,
+    ConnectionCheckSerializer,
+    KnowledgeDocumentSerializer,
+    McpServerSerializer,
+    ProviderSerializer,
+    SecretSerializer,
+    SecretUpdateSerializer,
+    TicketSerializer,
+    ToolGrantSerializer,
+    ToolSerializer,
+)
+from agents.filtersets import (
+    AgentFilterSet,
+    KnowledgeDocumentFilterSet,
+    McpServerFilterSet,
+    ProviderFilterSet,
+    SecretFilterSet,
+    TicketFilterSet,
+    ToolFilterSet,
+    ToolGrantFilterSet,
+)
+from agents.models import (
+    Agent,
+    AgentVersion,
+    KnowledgeDocument,
+    McpServer,
+    ProviderConnection,
+    Secret,
+    Ticket,
+    Tool,
+    ToolGrant,
+)
+from agents.selectors import version_diff
+from controlplane.api.base import (
+    TenantListCreateDestroyViewSet,
+    TenantReadOnlyViewSet,
+    TenantViewSet,
+)
+from controlplane.api.object_permissions import ObjectPermissionsMixin
+
+NO_DELETE = ["get", "post", "patch", "head", "options"]
+
+
+class SlugLookup:
+    lookup_field = "slug"
+    lookup_value_regex = r"[a-z0-9-]+"
+    ordering = "slug"
+    http_method_names = NO_DELETE
+
+
+class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
+    """Agents and their immutable versions. PATCH edits metadata; publish makes a new version."""
+
+    model = Agent
+    serializer_class = AgentSerializer
+    filterset_class = AgentFilterSet
+    allow_object_grants = True
+    action_permissions = {
+        "versions": "agents.view_agent",
+        "version": "agents.view_agent",
+        "diff": "agents.view_agent",
+        "publish": "agents.change_agent",
+        "rollback": "agents.change_agent",
+        "permissions": "agents.add_agent",
+    }
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("current_version")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.agent_create(
+            tenant=self.tenant,
+            slug=data["slug"],
+            name=data["name"],
+            kind=data["kind"],
+            config=data["config"],
+            description=data.get("description", ""),
+            tags=data.get("tags", []),
+            note=data.get("note", ""),
+            created_by=self.request.user,
+        )
+
+    @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        agent = self.get_object()
+        serializer = AgentUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        agent = services.agent_update(agent=agent, **serializer.validated_data)
+        return Response(AgentSerializer(agent, context=self.get_serializer_context()).data)
+
+    def update(self, request, *args, **kwargs):
+        if not kwargs.get("partial"):
+            return self.http_method_not_allowed(request)
+        return super().update(request, *args, **kwargs)
+
+    @extend_schema(responses=AgentVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request, *args, **kwargs):
+        """Every version of the agent, newest first."""
+        agent = self.get_object()
+        versions = (
+            AgentVersion.objects.filter(agent=agent)
+            .select_related("agent", "created_by")
+            .order_by("-number")
+        )
+        return Response(AgentVersionSerializer(versions, many=True).data)
+
+    @extend_schema(responses=AgentVersionSerializer)
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>\d+)")
+    def version(self, request, *args, number=None, **kwargs):
+        """One version of the agent."""
+        agent = self.get_object()
+        version = AgentVersion.objects.filter(agent=agent, number=int(number)).first()
+        if version is None:
+            from django.http import Http404
+
+            raise Http404(f"{agent.slug} has no version {number}.")
+        return Response(AgentVersionSerializer(version).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", int, required=True),
+            OpenApiParameter(
+                "to", int, required=False, description="defaults to the current version"
+            ),
+        ],
+        responses=AgentDiffSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, *args, **kwargs):
+        """What changed between two versions (configuration leaves and pinned tools)."""
+        agent = self.get_object()
+        numbers = {}
+        for key, default in (("from", None), ("to", agent.current_version.number)):
+            raw = request.query_params.get(key, default)
+            try:
+                numbers[key] = int(raw)
+            except (TypeError, ValueError):
+                raise serializers.ValidationError(
+                    {key: "Give a version number, e.g. ?from=1&to=2."}
+                ) from None
+        found = {
+            v.number: v
+            for v in AgentVersion.objects.filter(agent=agent, number__in=numbers.values())
+        }
+        for key, number in numbers.items():
+            if number not in found:
+                raise serializers.ValidationError({key: f"{agent.slug} has no version {number}."})
+        older, newer = found[numbers["from"]], found[numbers["to"]]
+        return Response(
+            {
+                "agent": agent.slug,
+                "from_version": older.number,
+                "to_version": newer.number,
+                "changes": version_diff(older, newer),
+            }
+        )
+
+    @extend_schema(request=AgentPublishSerializer, responses={201: AgentVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, *args, **kwargs):
+        """Publish a new immutable version and make it current."""
+        agent = self.get_object()
+        serializer = AgentPublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.agent_publish(
+            agent=agent, created_by=request.user, **serializer.validated_data
+        )
+        return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentRollbackSerializer, responses={201: AgentVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, *args, **kwargs):
+        """Make an old version current again (as a new version copying it)."""
+        agent = self.get_object()
+        serializer = AgentRollbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.agent_rollback(
+            agent=agent, number=serializer.validated_data["version"], created_by=request.user
+        )
+        return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
+    """Tools agents may call: built-in, HTTP or discovered from an MCP server."""
+
+    model = Tool
+    serializer_class = ToolSerializer
+    filterset_class = ToolFilterSet
+    allow_object_grants = True
+    action_permissions = {"permissions": "agents.add_tool"}
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("mcp_server")
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.tool_create(
+            tenant=self.tenant,
+            slug=data.pop("slug"),
+            name=data.pop("name"),
+            kind=data.pop("kind"),
+            **data,
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.tool_update(
+            tool=serializer.instance, **serializer.validated_data
+        )
+
+
+class ToolGrantViewSet(TenantListCreateDestroyViewSet):
+    """Which agents (by slug) or agent tags may use which tools."""
+
+    model = ToolGrant
+    serializer_class = ToolGrantSerializer
+    filterset_class = ToolGrantFilterSet
+    ordering = "id"
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("tool", "agent")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.tool_grant_create(
+            tool=data["tool"], agent=data.get("agent"), agent_tag=data.get("agent_tag", "")
+        )
+
+    def perform_destroy(self, instance):
+        services.tool_grant_delete(grant=instance)
+
+
+class ProviderViewSet(SlugLookup, TenantViewSet):
+    """Model providers: OpenAI-compatible, Anthropic or the offline simulator."""
+
+    model = ProviderConnection
+    serializer_class = ProviderSerializer
+    filterset_class = ProviderFilterSet
+    action_permissions = {"test": "agents.change_providerconnection"}
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.provider_create(
+            tenant=self.tenant,
+            slug=data.pop("slug"),
+            name=data.pop("name"),
+            kind=data.pop("kind"),
+            **data,
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.setdefault("api_key", None)
+        serializer.instance = services.provider_update(provider=serializer.instance, **data)
+
+    @extend_schema(request=None, responses=ConnectionCheckSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request, *args, **kwargs):
+        """Make one cheap call to the provider and report the outcome in plain words."""
+        from agents.providers.base import get_adapter
+
+        provider = self.get_object()
+        check = get_adapter(provider).test_connection()
+        services.provider_record_test(
+            provider=provider, ok=check.ok, message=check.message, latency_ms=check.latency_ms
+        )
+        return Response(
+            {
+                "ok": check.ok,
+                "message": check.message,
+                "latency_ms": round(check.latency_ms, 1),
+                "models": check.models,
+            }
+        )
+
+
+class McpServerViewSet(SlugLookup, TenantViewSet):
+    """MCP servers (streamable HTTP or stdio); discover registers their tools."""
+
+    model = McpServer
+    serializer_class = McpServerSerializer
+    filterset_class = McpServerFilterSet
+    action_permissions = {"discover": "agents.change_mcpserver"}
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.mcp_server_create(
+            tenant=self.tenant,
+            slug=data.pop("slug"),
+            name=data.pop("name"),
+            transport=data.pop("transport"),
+            **data,
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.setdefault("secret_headers", None)
+        data.setdefault("secret_env", None)
+        serializer.instance = services.mcp_server_update(server=serializer.instance, **data)
+
+    @extend_schema(request=None, responses=ToolSerializer(many=True))
+    @action(detail=True, methods=["post"])
+    def discover(self, request, *args, **kwargs):
+        """List the server's tools through the MCP client and register each as a Tool."""
+        from agents.tools.base import ToolError
+        from agents.tools.mcp_services import mcp_server_discover
+
+        server = self.get_object()
+        try:
+            tools = mcp_server_discover(server=server)
+        except ToolError as exc:
+            raise serializers.ValidationError({"non_field_errors": [exc.message]}) from None
+        return Response(ToolSerializer(tools, many=True).data)
+
+
+class SecretViewSet(TenantViewSet):
+    """Named secrets (write-only values) referenced by tools and http agents."""
+
+    model = Secret
+    serializer_class = SecretSerializer
+    filterset_class = SecretFilterSet
+    lookup_field = "name"
+    lookup_value_regex = r"[a-z0-9-]+"
+    ordering = "name"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.secret_create(
+            tenant=self.tenant,
+            name=data["name"],
+            value=data["value"],
+            description=data.get("description", ""),
+        )
+
+    @extend_schema(request=SecretUpdateSerializer, responses=SecretSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        secret = self.get_object()
+        serializer = SecretUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        secret = services.secret_update(secret=secret, **serializer.validated_data)
+        return Response(SecretSerializer(secret).data)
+
+    def perform_destroy(self, instance):
+        services.secret_delete(secret=instance)
+
+
+class KnowledgeDocumentViewSet(TenantViewSet):
+    """Documents of the tenant's knowledge base, searched by the kb_search tool."""
+
+    model = KnowledgeDocument
+    serializer_class = KnowledgeDocumentSerializer
+    filterset_class = KnowledgeDocumentFilterSet
+    ordering = "id"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.knowledge_document_create(
+            tenant=self.tenant, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.knowledge_document_update(
+            document=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            services.knowledge_document_delete(document=instance)
+
+
+class TicketViewSet(TenantReadOnlyViewSet):
+    """Tickets written by the ticket tools during runs (read-only here)."""
+
+    model = Ticket
+    serializer_class = TicketSerializer
+    filterset_class = TicketFilterSet
+    lookup_field = "number"
+    lookup_value_regex = r"\d+"
+    ordering = "-number"

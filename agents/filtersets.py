@@ -1,0 +1,121 @@
+"""Filters for the registry lists (API and dashboard)."""
+
+import django_filters
+from django.db.models import Q
+
+from agents.choices import (
+    AgentKind,
+    McpTransport,
+    ProviderKind,
+    Risk,
+    Status,
+    TicketPriority,
+    TicketStatus,
+    ToolKind,
+)
+from agents.models import (
+    Agent,
+    KnowledgeDocument,
+    McpServer,
+    ProviderConnection,
+    Secret,
+    Ticket,
+    Tool,
+    ToolGrant,
+)
+
+
+class RegistryFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Status.choices)
+    tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
+    q = django_filters.CharFilter(method="search", label="Search name, slug and description")
+
+    def filter_tag(self, queryset, name, value):
+        # JSON list containment is not portable to SQLite; match the quoted element instead.
+        return queryset.filter(tags__icontains=f'"{value}"')
+
+    def search(self, queryset, name, value):
+        return queryset.filter(
+            Q(name__icontains=value) | Q(slug__icontains=value) | Q(description__icontains=value)
+        )
+
+
+class AgentFilterSet(RegistryFilterSet):
+    kind = django_filters.ChoiceFilter(choices=AgentKind.choices)
+
+    class Meta:
+        model = Agent
+        fields = ["kind", "status"]
+
+
+class ToolFilterSet(RegistryFilterSet):
+    kind = django_filters.ChoiceFilter(choices=ToolKind.choices)
+    risk = django_filters.ChoiceFilter(choices=Risk.choices)
+    mcp_server = django_filters.CharFilter(field_name="mcp_server__slug")
+
+    class Meta:
+        model = Tool
+        fields = ["kind", "risk", "status"]
+
+
+class ProviderFilterSet(RegistryFilterSet):
+    kind = django_filters.ChoiceFilter(choices=ProviderKind.choices)
+
+    class Meta:
+        model = ProviderConnection
+        fields = ["kind", "status"]
+
+
+class McpServerFilterSet(RegistryFilterSet):
+    transport = django_filters.ChoiceFilter(choices=McpTransport.choices)
+
+    class Meta:
+        model = McpServer
+        fields = ["transport", "status"]
+
+
+class SecretFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+
+    class Meta:
+        model = Secret
+        fields = []
+
+
+class ToolGrantFilterSet(django_filters.FilterSet):
+    tool = django_filters.CharFilter(field_name="tool__slug")
+    agent = django_filters.CharFilter(field_name="agent__slug")
+    agent_tag = django_filters.CharFilter()
+
+    class Meta:
+        model = ToolGrant
+        fields = []
+
+
+class KnowledgeDocumentFilterSet(django_filters.FilterSet):
+    collection = django_filters.CharFilter()
+    q = django_filters.CharFilter(method="search")
+
+    class Meta:
+        model = KnowledgeDocument
+        fields = ["collection"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(title__icontains=value) | Q(content__icontains=value))
+
+
+class TicketFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=TicketStatus.choices)
+    priority = django_filters.ChoiceFilter(choices=TicketPriority.choices)
+    q = django_filters.CharFilter(method="search")
+
+    class Meta:
+        model = Ticket
+        fields = ["status", "priority"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(
+            Q(title__icontains=value)
+            | Q(description__icontains=value)
+            | Q(customer__icontains=value)
+        )

@@ -1,0 +1,353 @@
+"""One interface over every model provider: messages in, a ChatResult or a ProviderError out.
+
+The run engine talks only to ``Adapter``; each provider kind has its module
+(``openai_compat``, ``anthropic_provider``, ``simulated``). Adapters never put an
+API key into an error message, a log line or a result.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import os
+import re
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from agents.models import ProviderConnection
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Normalised ``ChatResult.stop_reason`` values; anything else is the provider's own word.
+STOP_END = "end"
+STOP_TOOL_CALLS = "tool_calls"
+STOP_MAX_TOKENS = "max_tokens"
+STOP_REFUSAL = "refusal"
+
+DETAIL_LIMIT = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, and its arguments as JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCallRequest:
+    """The model asks for one tool call; ``id`` pairs it with the tool message answering it."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Message:
+    """One turn of a conversation, in provider-neutral form.
+
+    ``assistant`` turns may carry ``tool_calls``; a ``tool`` turn answers one call and
+    names it with ``tool_call_id`` (``name`` is the tool's name, for providers that want it).
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCallRequest] = dataclasses.field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclasses.dataclass
+class ChatResult:
+    """One model answer: text (a JSON string when an output schema was asked for), tool calls,
+    token usage, latency and a normalised stop reason (``end``, ``tool_calls``,
+    ``max_tokens``, ``refusal``). ``simulated`` is True only for the offline simulator.
+    """
+
+    content: str
+    tool_calls: list[ToolCallRequest]
+    input_tokens: int
+    output_tokens: int
+    model: str
+    latency_ms: float
+    stop_reason: str
+    simulated: bool = False
+
+
+@dataclasses.dataclass
+class ConnectionCheck:
+    """The outcome of "Test connection": a message a person can act on, and the models seen."""
+
+    ok: bool
+    message: str
+    latency_ms: float
+    models: list[str] = dataclasses.field(default_factory=list)
+
+
+class ProviderError(Exception):
+    """A model call failed; ``message`` says why in plain words and never contains a secret.
+
+    ``status`` is the provider's HTTP status when there was one; ``retryable`` tells the
+    engine whether the same call may succeed later (rate limit, timeout, server error).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.message!r}, status={self.status}, retryable={self.retryable})"
+
+
+class Adapter(abc.ABC):
+    """Talks to one ProviderConnection. Every failure of a call surfaces as ``ProviderError``.
+
+    ``chat`` is one model call (no retries: the engine owns the retry policy).
+    ``test_connection`` never raises: a failure is a ``ConnectionCheck`` with ``ok=False``.
+    """
+
+    simulated: ClassVar[bool] = False
+
+    def __init__(self, provider: ProviderConnection):
+        self.provider = provider
+
+    @abc.abstractmethod
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_schema: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> ChatResult:
+        """Send the conversation; answer with text, tool calls, or JSON matching the schema."""
+
+    @abc.abstractmethod
+    def test_connection(self) -> ConnectionCheck:
+        """Make one cheap call and report, in plain words, whether the provider answers."""
+
+    def close(self) -> None:  # noqa: B027 -- optional hook; adapters without a client keep nothing
+        """Release network resources held by the adapter, if any."""
+
+    @property
+    def label(self) -> str:
+        return f"provider '{self.provider.slug}'"
+
+    def api_key(self) -> str:
+        return resolve_api_key(self.provider)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values to scrub from anything shown to a person."""
+        try:
+            key = resolve_api_key(self.provider)
+        except ProviderError:
+            return ()
+        return (key,) if key else ()
+
+    def error(
+        self, message: str, *, status: int | None = None, retryable: bool = False
+    ) -> ProviderError:
+        return ProviderError(redact(message, self.secrets()), status=status, retryable=retryable)
+
+
+def resolve_api_key(provider: ProviderConnection) -> str:
+    """The stored key, else the environment variable the provider names, else ``""``."""
+    if provider.api_key:
+        return provider.api_key
+    if provider.api_key_env:
+        value = os.environ.get(provider.api_key_env, "")
+        if not value:
+            raise ProviderError(
+                f"No API key for provider '{provider.slug}': it reads the key from the "
+                f"environment variable {provider.api_key_env}, which is not set on this server."
+            )
+        return value
+    return ""
+
+
+def get_adapter(provider: ProviderConnection) -> Adapter:
+    """The adapter for the provider's kind. Raises ProviderError for an unknown kind."""
+    from agents.choices import ProviderKind
+
+    if provider.kind == ProviderKind.OPENAI:
+        from agents.providers.openai_compat import OpenAIAdapter
+
+        return OpenAIAdapter(provider)
+    if provider.kind == ProviderKind.ANTHROPIC:
+        from agents.providers.anthropic_provider import AnthropicAdapter
+
+        return AnthropicAdapter(provider)
+    if provider.kind == ProviderKind.SIMULATED:
+        from agents.providers.simulated import SimulatedAdapter
+
+        return SimulatedAdapter(provider)
+    raise ProviderError(f"Provider '{provider.slug}' has an unknown kind {provider.kind!r}.")
+
+
+def cost_usd(
+    provider: ProviderConnection, model: str, input_tokens: int, output_tokens: int
+) -> float:
+    """Cost of one call from the provider's per-million-token prices (0 for unpriced models)."""
+    input_price, output_price = provider.price_of(model)
+    return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
+
+
+# Shapes of credentials that providers echo back in error bodies (often partly masked).
+_KEY_LIKE = re.compile(
+    r"(?i)\b(?:bearer\s+\S+|sk-[\w\-*.]{6,}|(?:api[-_]?key|key)[-_:=\s]+[\w\-*.]{12,})"
+)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """Replace the given secrets and anything shaped like an API key with ``[redacted]``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def shorten(text: str, limit: int = DETAIL_LIMIT) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def endpoint(base_url: str) -> str:
+    """``scheme://host[:port]`` of a URL: enough to recognise it, never its userinfo or path."""
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return base_url or "(no base URL)"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def status_message(
+    label: str, status: int, detail: str, *, model: str | None, code: str | None = None
+) -> tuple[str, bool]:
+    """(plain message, retryable) for an HTTP error status from a provider."""
+    said = f" The provider said: {shorten(detail)}" if detail else ""
+    if status == 401:
+        return (
+            f"The provider rejected the API key (HTTP 401). Check the key stored for {label}.",
+            False,
+        )
+    if status == 402:
+        return f"The provider wants payment: the account is out of credit (HTTP 402).{said}", False
+    if status == 403:
+        return (
+            f"The API key of {label} is not allowed to do this, or not for this model "
+            f"(HTTP 403).{said}",
+            False,
+        )
+    if status == 404:
+        what = f"the model '{model}'" if model else "this endpoint"
+        return (
+            f"The provider does not know {what} (HTTP 404). Check the model name and the base "
+            f"URL of {label}.{said}",
+            False,
+        )
+    if status == 408:
+        return f"The provider timed out handling the request (HTTP 408). Retry later.{said}", True
+    if status == 413:
+        return f"The request is too large for the provider (HTTP 413).{said}", False
+    if status == 429:
+        if code == "insufficient_quota":
+            return (
+                f"The account of {label} has run out of quota (HTTP 429). Add credit or raise "
+                f"the limit.{said}",
+                False,
+            )
+        return (
+            f"The provider is rate-limiting {label} (HTTP 429). Wait and retry, or raise the "
+            f"limit.{said}",
+            True,
+        )
+    if status == 529:
+        return f"The provider is overloaded (HTTP 529). Retry later.{said}", True
+    if status >= 500:
+        return (
+            f"The provider failed with a server error (HTTP {status}). This is on the "
+            f"provider's side; retry later.{said}",
+            True,
+        )
+    if status == 400:
+        return f"The provider rejected the request as invalid (HTTP 400).{said}", False
+    if status == 422:
+        return f"The provider could not process the request (HTTP 422).{said}", False
+    return f"The provider answered with an error (HTTP {status}).{said}", status == 409
+
+
+def connection_reason(err: BaseException) -> str:
+    """Why a connection failed, from the exception chain, in a few plain words."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "the connection was refused (is the server running on that port?)"
+        if isinstance(current, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(current, ssl.SSLError):
+            return "the TLS handshake failed (certificate or https/http mismatch)"
+        text = str(current).lower()
+        if "connection refused" in text or "errno 111" in text:
+            return "the connection was refused (is the server running on that port?)"
+        if "name or service not known" in text or "nodename nor servname" in text:
+            return "the host name does not resolve"
+        current = current.__cause__ or current.__context__
+    return "a network error occurred"
+
+
+def error_detail(body: object) -> tuple[str, str | None]:
+    """(message, code) from a provider's JSON error body, in OpenAI or Anthropic shape."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            message = inner.get("message") or ""
+            code = inner.get("code") or inner.get("type")
+            return str(message), (str(code) if code is not None else None)
+        if isinstance(inner, str):
+            return inner, None
+        return "", None
+    if isinstance(body, str):
+        return body, None
+    return "", None
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """A JSON object from text, tolerating a Markdown code fence around it; None if not one."""
+    candidate = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", candidate, flags=re.DOTALL)
+    if fenced:
+        candidate = fenced.group(1)
+    try:
+        value = json.loads(candidate)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def json_text(text: str) -> str:
+    """Structured output as plain JSON text: unwraps a code fence when that makes it valid."""
+    stripped = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", stripped, flags=re.DOTALL)
+    if fenced:
+        try:
+            json.loads(fenced.group(1))
+        except ValueError:
+            return text
+        return fenced.group(1)
+    return text
