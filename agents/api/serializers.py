@@ -241,6 +241,7 @@ class ToolGrantSerializer(serializers.ModelSerializer):
         model = ToolGrant
         fields = ["id", "tool", "agent", "agent_tag", "created_at"]
         read_only_fields = ["id", "created_at"]
+        validators = []  # the service makes a repeated grant idempotent
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -264,7 +265,10 @@ class ToolGrantSerializer(serializers.ModelSerializer):
 class AgentSerializer(serializers.ModelSerializer):
     slug = serializers.CharField(**SLUG)
     kind = serializers.ChoiceField(choices=AgentKind.choices)
-    config = serializers.JSONField(help_text="The kind's configuration; see the agent docs.")
+    config = serializers.JSONField(
+        write_only=True,
+        help_text="The kind's configuration (returned from the current version).",
+    )
     note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
     version = serializers.IntegerField(
         source="current_version.number", read_only=True, default=None

@@ -7,6 +7,7 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.response import Response
 
 from agents import services
@@ -56,14 +57,26 @@ from controlplane.api.base import (
 )
 from controlplane.api.object_permissions import ObjectPermissionsMixin
 
-NO_DELETE = ["get", "post", "patch", "head", "options"]
-
 
 class SlugLookup:
+    """Registry objects: addressed by slug; disabled (PATCH status), never deleted."""
+
     lookup_field = "slug"
     lookup_value_regex = r"[a-z0-9-]+"
     ordering = "slug"
-    http_method_names = NO_DELETE
+
+    def required_permission(self) -> str:
+        if getattr(self, "action", None) == "destroy":  # answered 405 below, for any reader
+            meta = self.model._meta
+            return f"{meta.app_label}.view_{meta.model_name}"
+        return super().required_permission()
+
+    def destroy(self, request, *args, **kwargs):
+        # Runs pin versions and audit rows name these objects: disable instead of deleting.
+        raise MethodNotAllowed(
+            "DELETE",
+            detail='Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.',
+        )
 
 
 class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
