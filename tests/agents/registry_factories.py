@@ -41,7 +41,7 @@ def make_agent(tenant, slug: str | None = None, provider=None, **fields):
             tenant=tenant,
             slug=slug or f"agent-{next(_seq)}",
             name="Agent",
-            kind="llm",
+            kind=fields.pop("kind", "llm"),
             config=config,
             **fields,
         )

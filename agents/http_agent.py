@@ -1,0 +1,123 @@
+"""The webhook contract through which external agents (LangGraph, CrewAI, anything) join a run.
+
+Request: ``POST <url>`` with JSON ``{"agent", "version", "tenant", "run": {"id", "step"},
+"input", "context"}``, headers ``Content-Type: application/json``, ``Idempotency-Key``
+(stable across retries of the same step), and the configured auth header whose value
+comes from a tenant secret. Response: HTTP 2xx with a JSON object holding ``output`` (any
+JSON) and optionally ``context`` (an object merged into the run's shared context). Any
+other answer is a step error: 4xx is final, 5xx, 429 and timeouts may be retried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import httpx
+
+from agents.models import AgentVersion, Secret
+
+
+class HttpAgentError(Exception):
+    """An external agent broke the contract or failed; ``retryable``: trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpAgentResult:
+    output: Any
+    context: dict[str, Any]
+    status: int
+    latency_ms: float
+
+
+def call_http_agent(
+    *,
+    version: AgentVersion,
+    input: Any,
+    context: dict[str, Any],
+    run_id: str,
+    step: str,
+    idempotency_key: str,
+) -> HttpAgentResult:
+    """POST the step to the agent's webhook and return its output (see module docstring)."""
+    config = version.config
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key,
+        "User-Agent": "agent-control-plane",
+    }
+    if config.get("auth_secret"):
+        secret = (
+            Secret.objects.for_tenant(version.tenant).filter(name=config["auth_secret"]).first()
+        )
+        if secret is None:
+            raise HttpAgentError(
+                f"Secret {config['auth_secret']!r} no longer exists.", retryable=False
+            )
+        header = config.get("auth_header") or "Authorization"
+        headers[header] = (config.get("auth_format") or "Bearer {}").format(secret.value)
+    body = {
+        "agent": version.agent.slug,
+        "version": version.number,
+        "tenant": version.tenant.slug,
+        "run": {"id": run_id, "step": step},
+        "input": input,
+        "context": context,
+    }
+    timeout = float(config.get("timeout_seconds", 30))
+    started = time.perf_counter()
+    try:
+        response = httpx.post(
+            config["url"], json=body, headers=headers, timeout=timeout, follow_redirects=False
+        )
+    except httpx.TimeoutException:
+        raise HttpAgentError(
+            f"The agent at {config['url']} did not answer within {timeout:g} s.", retryable=True
+        ) from None
+    except httpx.HTTPError as exc:
+        raise HttpAgentError(
+            f"Could not reach the agent at {config['url']}: {type(exc).__name__}.", retryable=True
+        ) from None
+    latency = (time.perf_counter() - started) * 1000
+    if response.status_code >= 300:
+        retryable = response.status_code >= 500 or response.status_code == 429
+        raise HttpAgentError(
+            f"The agent answered HTTP {response.status_code}: {response.text[:300]}",
+            retryable=retryable,
+            status=response.status_code,
+        )
+    try:
+        payload = response.json()
+    except ValueError:
+        raise HttpAgentError(
+            'The agent\'s answer is not JSON: the contract needs {"output": ...}.',
+            retryable=False,
+            status=response.status_code,
+        ) from None
+    if not isinstance(payload, dict) or "output" not in payload:
+        raise HttpAgentError(
+            'The agent\'s answer has no "output" key: the contract needs '
+            '{"output": ..., "context": {...}?}.',
+            retryable=False,
+            status=response.status_code,
+        )
+    extra_context = payload.get("context") or {}
+    if not isinstance(extra_context, dict):
+        raise HttpAgentError(
+            '"context" in the agent\'s answer must be an object.',
+            retryable=False,
+            status=response.status_code,
+        )
+    return HttpAgentResult(
+        output=payload["output"],
+        context=extra_context,
+        status=response.status_code,
+        latency_ms=latency,
+    )
