@@ -327,19 +327,6 @@ def error_detail(body: object) -> tuple[str, str | None]:
     return "", None
 
 
-def parse_json_object(text: str) -> dict[str, Any] | None:
-    """A JSON object from text, tolerating a Markdown code fence around it; None if not one."""
-    candidate = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", candidate, flags=re.DOTALL)
-    if fenced:
-        candidate = fenced.group(1)
-    try:
-        value = json.loads(candidate)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def json_text(text: str) -> str:
     """Structured output as plain JSON text: unwraps a code fence when that makes it valid."""
     stripped = text.strip()

@@ -36,7 +36,9 @@ from agents.providers.base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from agents.models import ProviderConnection
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local servers (Ollama, llama.cpp, vLLM without --api-key) need no key, but the SDK insists on one.
@@ -58,7 +60,7 @@ class OpenAIAdapter(Adapter):
     check, and never contains the API key.
     """
 
-    def __init__(self, provider: Any):
+    def __init__(self, provider: ProviderConnection):
         super().__init__(provider)
         self._client: openai.OpenAI | None = None
 
@@ -118,13 +120,17 @@ class OpenAIAdapter(Adapter):
         choice = completion.choices[0]
         message = choice.message
         content = message.content or ""
-        stop_reason = _FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
+        finish = choice.finish_reason or "stop"
+        stop_reason = _FINISH_REASONS.get(finish, finish)
         if message.refusal and not content:
             content = message.refusal
             stop_reason = STOP_REFUSAL
         tool_calls = [
             self._tool_call(call) for call in message.tool_calls or [] if call.type == "function"
         ]
+        if tool_calls:
+            # Some local servers report "stop" even when the turn is tool calls.
+            stop_reason = STOP_TOOL_CALLS
         if response_schema is not None and not tool_calls:
             content = json_text(content)
         usage = completion.usage
@@ -188,7 +194,7 @@ class OpenAIAdapter(Adapter):
             )
         return ToolCallRequest(id=call.id, name=call.function.name, arguments=arguments)
 
-    def _call(self, fn: Any, model: str | None) -> Any:
+    def _call(self, fn: Callable[[], Any], model: str | None) -> Any:
         """Run one SDK call and translate every way it can fail into a ProviderError."""
         try:
             return fn()
@@ -220,13 +226,17 @@ class OpenAIAdapter(Adapter):
         except json.JSONDecodeError:
             # The body was labelled JSON but did not parse.
             raise self._not_json() from None
-        except openai.OpenAIError as err:
+        except (openai.OpenAIError, ValueError) as err:
             raise self.error(f"The OpenAI SDK refused the call: {shorten(str(err))}") from None
 
 
 def to_openai_message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
-        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content}
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": message.content,
+        }
     if message.role == "assistant":
         out: dict[str, Any] = {"role": "assistant", "content": message.content or None}
         if message.tool_calls:
