@@ -376,7 +376,8 @@ def _check_tool(tool: Tool) -> None:
         if not isinstance(value, dict):
             errors[field] = ["Give a JSON Schema object ({} accepts anything)."]
         elif value:
-            problems = validate_schema(value)
+            # tool arguments and results are JSON objects (function-calling needs that)
+            problems = validate_schema(value, require_object=True)
             if problems:
                 errors[field] = problems
     if not isinstance(tool.allowed_hosts, list) or not all(

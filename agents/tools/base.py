@@ -1,4 +1,4 @@
-"""One entry point for every tool call: validate the arguments, dispatch by kind, validate the result.
+"""One entry point for every tool call: validate arguments, dispatch by kind, validate the result.
 
 ``execute_tool`` is what the run engine, the API's "try it" endpoint and tests call. It
 guarantees that a kind's executor only ever sees arguments that match the tool's input
@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 import httpx
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.exceptions import SchemaError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from agents.choices import Status, ToolKind
+from controlplane import context
 
 if TYPE_CHECKING:
     from agents.models import Tool
@@ -334,8 +335,14 @@ def execute_tool(tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> dic
         call_ctx = dataclasses.replace(
             ctx, tool=tool, deadline=started + max(1, tool.timeout_seconds or 30)
         )
+        scoped = context.current_tenant()
+        if scoped is not None and scoped.pk != ctx.tenant.pk:
+            raise ToolError(
+                "The tool call's tenant differs from the tenant in context.", code="internal_error"
+            )
         try:
-            result = _as_object(_dispatch(tool, arguments, call_ctx))
+            with context.using(tenant=ctx.tenant):
+                result = _as_object(_dispatch(tool, arguments, call_ctx))
         except ToolError:
             raise
         except Exception as exc:
