@@ -1,0 +1,105 @@
+"""The contract between the step runner and agent execution (LLM loop, manager, handoff).
+
+The runner builds an ``AgentCall`` for each agent invocation inside a step; executors
+return an ``AgentResult``. ``emit`` writes a RunEvent (committed at once, published
+live); ``policy`` asks the decision point and records the decision; ``next_call_index``
+numbers tool calls within the step so idempotency keys are the same on every attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agents.models import Agent, AgentVersion
+from policies.decision import Decision, PolicyRequest
+
+
+class StepFailure(Exception):
+    """The step failed; ``retryable`` says whether its retry policy may try again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "error",
+        retryable: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "code": self.code,
+            "retryable": self.retryable,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+class StepCancelled(Exception):
+    """The run was cancelled while the step ran; its result is discarded."""
+
+
+@dataclasses.dataclass
+class ExtraTool:
+    """An engine-provided tool offered to an LLM agent next to its registry tools.
+
+    ``handler(arguments) -> dict`` runs it; ``kind`` is "delegate", "handoff" or "builtin"
+    (run context / memory access). A handoff handler's result ends the agent's turn.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    handler: Callable[[dict[str, Any]], dict[str, Any]]
+    kind: str = "builtin"
+    target: str | None = None  # agent slug for delegate / handoff
+
+
+@dataclasses.dataclass
+class AgentCall:
+    """One invocation of an agent inside a step."""
+
+    tenant: Any
+    run_id: int
+    step_key: str
+    agent: Agent
+    version: AgentVersion
+    input: Any
+    run_input: Any
+    run_context: dict[str, Any]
+    memory: dict[str, Any]
+    emit: Callable[[str, dict[str, Any]], None]
+    policy: Callable[[PolicyRequest], Decision]
+    next_call_index: Callable[[], int]
+    check_cancel: Callable[[], None]
+    deadline: float | None = None  # time.monotonic() value
+    extra_tools: list[ExtraTool] = dataclasses.field(default_factory=list)
+    messages: list[Any] | None = None  # prior conversation (handoff)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def idempotency_key(self, index: int) -> str:
+        return f"run-{self.run_id}-step-{self.step_key}-call-{index}"
+
+
+@dataclasses.dataclass
+class AgentResult:
+    """What an agent produced, with usage for cost accounting."""
+
+    output: Any
+    messages: list[Any] = dataclasses.field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    route: str | None = None
+    handoff_to: str | None = None
+    context_updates: dict[str, Any] = dataclasses.field(default_factory=dict)
