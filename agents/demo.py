@@ -77,6 +77,16 @@ TOOLS: list[dict[str, Any]] = [
         "tags": ["tickets"],
     },
     {
+        "slug": "issue-refund",
+        "name": "Issue refund",
+        "kind": "builtin",
+        "builtin": "ticket_update",
+        "risk": "destructive",
+        "tags": ["billing", "refunds"],
+        "description": "Records a refund on the ticket and resolves it. Moves money: policies "
+        "require an approval first.",
+    },
+    {
         "slug": "status-page",
         "name": "Fetch status page",
         "kind": "builtin",
@@ -208,6 +218,40 @@ def _agents() -> list[dict[str, Any]]:
                     },
                     "additionalProperties": False,
                 },
+            },
+        },
+        {
+            "slug": "support-lead",
+            "name": "Support lead",
+            "kind": "llm",
+            "tags": ["support", "manager"],
+            "description": "Supervises: asks the billing and technical agents, then answers.",
+            "config": {
+                "provider": LLM,
+                "model": "sim-large",
+                "max_iterations": 6,
+                "system_prompt": (
+                    "You lead the support team. Ask the right specialists, then write one answer "
+                    "for the customer.\n"
+                    'SIMULATE call delegate_to_billing_support {"task": "Refund policy?"}\n'
+                    'SIMULATE call delegate_to_technical_support {"task": "Check for incidents"}'
+                ),
+            },
+        },
+        {
+            "slug": "concierge",
+            "name": "Concierge",
+            "kind": "llm",
+            "tags": ["support"],
+            "description": "Greets the customer and hands the conversation to a specialist.",
+            "config": {
+                "provider": LLM,
+                "model": "sim-small",
+                "max_iterations": 4,
+                "system_prompt": (
+                    "Greet the customer; hand billing questions to billing support.\n"
+                    'SIMULATE call handoff_to_billing-support {"reason": "billing question"}'
+                ),
             },
         },
         {

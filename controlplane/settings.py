@@ -222,8 +222,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", "celery")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", 5, minimum=1)
+CELERY_BEAT_SCHEDULE: dict = {
+    "runs-sweep": {"task": "runs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+}
+# The run engine: a claimed step's lease (renewed while it runs), the default step timeout,
+# how long a queued step may sit unclaimed before the sweeper re-dispatches it, and the
+# default run deadline.
+STEP_LEASE_SECONDS = env.int("STEP_LEASE_SECONDS", 30, minimum=2)
+STEP_DEFAULT_TIMEOUT_SECONDS = env.int("STEP_DEFAULT_TIMEOUT_SECONDS", 300, minimum=1)
+SWEEP_REDISPATCH_AFTER_SECONDS = env.int("SWEEP_REDISPATCH_AFTER_SECONDS", 15, minimum=1)
+RUN_DEFAULT_DEADLINE_SECONDS = env.int("RUN_DEFAULT_DEADLINE_SECONDS", 24 * 3600, minimum=1)
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [

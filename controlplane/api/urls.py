@@ -8,17 +8,27 @@ from agents.api.urls import register as register_registry
 from controlplane.api.views import ApiTokenViewSet
 from controlplane.audit.api.views import AuditEventViewSet
 from controlplane.tenancy.api.views import MembershipViewSet, MyTenantsView
+from policies.api.views import ApprovalViewSet
+from runs.api.views import RunViewSet, WorkflowViewSet, workflow_definition_schema
 
 tenant_router = SimpleRouter(trailing_slash=True)
 tenant_router.register("members", MembershipViewSet, basename="member")
 tenant_router.register("tokens", ApiTokenViewSet, basename="token")
 tenant_router.register("audit-events", AuditEventViewSet, basename="audit-event")
 register_registry(tenant_router)
+tenant_router.register("workflows", WorkflowViewSet, basename="workflow")
+tenant_router.register("runs", RunViewSet, basename="run")
+tenant_router.register("approvals", ApprovalViewSet, basename="approval")
 
 app_name = "api"
 urlpatterns = [
     path("tenants/", MyTenantsView.as_view(), name="tenant-list"),
     path("t/<slug:tenant>/", include(tenant_router.urls)),
+    path(
+        "schemas/workflow-definition/",
+        workflow_definition_schema,
+        name="workflow-definition-schema",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),

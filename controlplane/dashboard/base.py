@@ -42,7 +42,7 @@ class TenantPageMixin(LoginRequiredMixin):
         ctx = dataclasses.replace(context.current(), tenant=self.tenant, user=request.user)
         token = context.set_context(ctx)
         try:
-            if not self.access.has_perm(perm):
+            if not self.access.has_perm(perm, self.get_permission_object()):
                 record_denial(request=request, access=self.access, permission=perm)
                 raise PermissionDenied("Your role in this tenant does not allow this.")
             return super().dispatch(request, *args, **kwargs)
@@ -59,8 +59,16 @@ class TenantPageMixin(LoginRequiredMixin):
             return "__no_write_permission_declared__"
         return perm
 
-    def can(self, perm: str) -> bool:
-        return self.access.has_perm(perm)
+    def get_permission_object(self):
+        """The object whose per-object grants count too (None: role permissions only).
+
+        Called with the tenant context set, after the tenant check: an object of another
+        tenant is not found here, so it answers 404 before any permission is considered.
+        """
+        return None
+
+    def can(self, perm: str, obj=None) -> bool:
+        return self.access.has_perm(perm, obj)
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)

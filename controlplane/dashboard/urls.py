@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from controlplane.dashboard import views
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("t/<slug:tenant>/members/", views.MembersPage.as_view(), name="members"),
     path("t/<slug:tenant>/tokens/", views.TokensPage.as_view(), name="tokens"),
     path("t/<slug:tenant>/audit/", views.AuditPage.as_view(), name="audit"),
+    # the registry: agents, tools, providers, MCP servers, secrets, knowledge
+    path("t/<slug:tenant>/", include("agents.urls")),
 ]

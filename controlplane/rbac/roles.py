@@ -28,11 +28,24 @@ VIEWER_PERMISSIONS: frozenset[str] = frozenset(
         "tenancy.view_membership",
         "audit.view_auditevent",
         *(f"agents.view_{model}" for model in _REGISTRY_MODELS),
+        "runs.view_workflow",
+        "runs.view_workflowversion",
+        "runs.view_run",
+        "runs.view_steprun",
+        "runs.view_runevent",
+        "policies.view_approvalrequest",
     }
 )
 
 OPERATOR_PERMISSIONS: frozenset[str] = VIEWER_PERMISSIONS | frozenset(
-    {"agents.use_agent", "agents.use_tool"}
+    {
+        "agents.use_agent",
+        "agents.use_tool",
+        "runs.add_run",
+        "runs.cancel_run",
+        "runs.resume_run",
+        "runs.run_workflow",
+    }
 )
 
 # Platform engineers: register and change agents, tools, providers, MCP servers, secrets.
@@ -51,6 +64,8 @@ REGISTRY_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
         "agents.add_secret",
         "agents.change_secret",
         "agents.delete_secret",
+        "runs.add_workflow",
+        "runs.change_workflow",
         "agents.add_knowledgedocument",
         "agents.change_knowledgedocument",
         "agents.delete_knowledgedocument",

@@ -1,0 +1,210 @@
+"""Workflow and run serializers: validate and shape; services write."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from agents.choices import Status
+from controlplane.tenancy.models import slug_validator
+from runs.choices import RunStatus
+from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    definition = serializers.JSONField(
+        write_only=True, help_text="See GET /api/v1/schemas/workflow-definition/"
+    )
+    note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
+    version = serializers.IntegerField(
+        source="current_version.number", read_only=True, default=None
+    )
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "tags",
+            "status",
+            "version",
+            "definition",
+            "note",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def to_representation(self, obj):
+        data = super().to_representation(obj)
+        definition = obj.current_version.definition if obj.current_version_id else {}
+        data["definition"] = definition
+        data["input_schema"] = definition.get("input_schema", {})
+        data["example_input"] = definition.get("example_input", {})
+        return data
+
+
+class WorkflowUpdateSerializer(serializers.Serializer):
+    slug = serializers.CharField(required=False, max_length=50, validators=[slug_validator])
+    name = serializers.CharField(required=False, max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+
+    def validate(self, attrs):
+        if "definition" in self.initial_data:
+            raise serializers.ValidationError(
+                {
+                    "definition": (
+                        "A new definition publishes a new version: POST "
+                        '.../workflows/<slug>/publish/ with {"definition": ..., "note": ...}.'
+                    )
+                }
+            )
+        return attrs
+
+
+class WorkflowPublishSerializer(serializers.Serializer):
+    definition = serializers.JSONField()
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300)
+
+
+class WorkflowValidateSerializer(serializers.Serializer):
+    definition = serializers.JSONField()
+
+
+class WorkflowVersionSerializer(serializers.ModelSerializer):
+    workflow = serializers.CharField(source="workflow.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = WorkflowVersion
+        fields = ["workflow", "number", "definition", "note", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class RunStartSerializer(serializers.Serializer):
+    workflow = serializers.CharField(required=False, help_text="Workflow slug")
+    agent = serializers.CharField(required=False, help_text="Agent slug (a single-agent run)")
+    input = serializers.JSONField(required=False, default=dict)
+    deadline_seconds = serializers.IntegerField(required=False, min_value=1, max_value=7 * 86400)
+    max_steps = serializers.IntegerField(required=False, min_value=1, max_value=10000)
+
+    def validate(self, attrs):
+        if bool(attrs.get("workflow")) == bool(attrs.get("agent")):
+            raise serializers.ValidationError(
+                {"workflow": "Give exactly one of 'workflow' or 'agent' (a slug)."}
+            )
+        return attrs
+
+
+class RunRerunSerializer(serializers.Serializer):
+    input = serializers.JSONField(required=False, help_text="Omit to reuse the run's input.")
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    step = serializers.CharField(source="step_key")
+    type = serializers.CharField(source="step_type")
+    agent_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "step",
+            "type",
+            "status",
+            "attempt",
+            "max_attempts",
+            "input",
+            "output",
+            "error",
+            "route",
+            "tolerated",
+            "agent_version",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_agent_version(self, obj) -> int | None:
+        return obj.agent_version.number if obj.agent_version_id else None
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    step = serializers.CharField(source="step_key")
+
+    class Meta:
+        model = RunEvent
+        fields = ["seq", "type", "step", "payload", "created_at"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    workflow = serializers.CharField(source="workflow.slug", read_only=True, default=None)
+    workflow_version = serializers.IntegerField(
+        source="workflow_version.number", read_only=True, default=None
+    )
+    agent = serializers.CharField(source="agent.slug", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "workflow",
+            "workflow_version",
+            "agent",
+            "status",
+            "status_reason",
+            "input",
+            "output",
+            "context",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "step_count",
+            "max_steps",
+            "progress",
+            "deadline",
+            "rerun_of",
+            "resume_count",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "event_seq",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, obj) -> dict:
+        total = len(obj.definition.get("steps", []))
+        done = getattr(obj, "finished_steps", None)
+        if done is None:
+            done = (
+                StepRun.objects.unscoped()
+                .filter(run=obj, status__in=["succeeded", "skipped", "failed"])
+                .count()
+            )
+        return {"finished_steps": done, "total_steps": total}
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = serializers.SerializerMethodField()
+    definition = serializers.JSONField(read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "definition", "steps"]
+        read_only_fields = fields
+
+    def get_steps(self, obj) -> list[dict]:
+        steps = StepRun.objects.unscoped().filter(run=obj).select_related("agent_version")
+        return StepRunSerializer(steps, many=True).data

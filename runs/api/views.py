@@ -1,0 +1,270 @@
+"""Workflows and runs API. Start runs with an Idempotency-Key header to make retries safe."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from agents.models import Agent
+from controlplane.api.base import TenantViewSet
+from runs import services
+from runs.api.serializers import (
+    RunDetailSerializer,
+    RunEventSerializer,
+    RunRerunSerializer,
+    RunSerializer,
+    RunStartSerializer,
+    WorkflowPublishSerializer,
+    WorkflowSerializer,
+    WorkflowUpdateSerializer,
+    WorkflowValidateSerializer,
+    WorkflowVersionSerializer,
+)
+from runs.filtersets import RunFilterSet, WorkflowFilterSet
+from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def workflow_definition_schema(request):
+    """The JSON Schema of workflow definitions (documentation for authors and editors)."""
+    from runs.engine.validation import DEFINITION_SCHEMA
+
+    return Response(DEFINITION_SCHEMA)
+
+
+class WorkflowViewSet(TenantViewSet):
+    """Workflows and their immutable versions."""
+
+    model = Workflow
+    serializer_class = WorkflowSerializer
+    filterset_class = WorkflowFilterSet
+    lookup_field = "slug"
+    lookup_value_regex = r"[a-z0-9-]+"
+    ordering = "slug"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    action_permissions = {
+        "publish": "runs.change_workflow",
+        "versions": "runs.view_workflow",
+        "validate": "runs.view_workflow",
+    }
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("current_version")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.workflow_create(
+            tenant=self.tenant,
+            slug=data["slug"],
+            name=data["name"],
+            definition=data["definition"],
+            description=data.get("description", ""),
+            tags=data.get("tags", []),
+            note=data.get("note", ""),
+            created_by=self.request.user,
+        )
+
+    @extend_schema(request=WorkflowUpdateSerializer, responses=WorkflowSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        workflow = self.get_object()
+        serializer = WorkflowUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        workflow = services.workflow_update(workflow=workflow, **serializer.validated_data)
+        return Response(WorkflowSerializer(workflow).data)
+
+    @extend_schema(request=WorkflowPublishSerializer, responses={201: WorkflowVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, *args, **kwargs):
+        """Validate and publish a new version of the definition."""
+        workflow = self.get_object()
+        serializer = WorkflowPublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.workflow_publish(
+            workflow=workflow, created_by=request.user, **serializer.validated_data
+        )
+        return Response(WorkflowVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=WorkflowVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request, *args, **kwargs):
+        """Every version, newest first."""
+        workflow = self.get_object()
+        versions = (
+            WorkflowVersion.objects.filter(workflow=workflow)
+            .select_related("workflow", "created_by")
+            .order_by("-number")
+        )
+        return Response(WorkflowVersionSerializer(versions, many=True).data)
+
+    @extend_schema(request=WorkflowValidateSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["post"])
+    def validate(self, request, *args, **kwargs):
+        """Check a definition without saving it: {"valid": bool, "errors": [{path, message}]}."""
+        from runs.engine.validation import validate_definition
+        from runs.selectors import registry_view
+
+        serializer = WorkflowValidateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        definition = serializer.validated_data["definition"]
+        if not isinstance(definition, dict):
+            errors = [{"path": "", "message": "Give the definition as a JSON object."}]
+        else:
+            errors = [
+                {"path": e.path, "message": e.message}
+                for e in validate_definition(definition, registry_view(self.tenant))
+            ]
+        return Response({"valid": not errors, "errors": errors})
+
+
+class RunViewSet(TenantViewSet):
+    """Runs: start (Idempotency-Key header), list, detail with steps, events, cancel, resume,
+    rerun."""
+
+    model = Run
+    serializer_class = RunSerializer
+    filterset_class = RunFilterSet
+    lookup_value_regex = r"\d+"
+    ordering = "-id"
+    http_method_names = ["get", "post", "head", "options"]
+    action_permissions = {
+        "cancel": "runs.cancel_run",
+        "resume": "runs.resume_run",
+        "rerun": "runs.resume_run",
+        "events": "runs.view_run",
+    }
+
+    def refine_queryset(self, queryset):
+        finished = (
+            StepRun.objects.unscoped()
+            .filter(run=OuterRef("pk"), status__in=["succeeded", "skipped", "failed"])
+            .order_by()
+            .values("run")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return queryset.select_related(
+            "workflow", "workflow_version", "agent", "created_by"
+        ).annotate(finished_steps=Coalesce(Subquery(finished), 0))
+
+    def get_serializer_class(self):
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    @extend_schema(
+        request=RunStartSerializer,
+        responses={201: RunDetailSerializer, 200: RunDetailSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat it on a retry: the first run is "
+                "returned (200) instead of a second one.",
+            )
+        ],
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = RunStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise serializers.ValidationError({"Idempotency-Key": "Use at most 200 characters."})
+        workflow = agent = None
+        if data.get("workflow"):
+            workflow = (
+                Workflow.objects.filter(slug=data["workflow"])
+                .select_related("current_version")
+                .first()
+            )
+            if workflow is None:
+                raise serializers.ValidationError(
+                    {"workflow": f"No workflow {data['workflow']!r} in this tenant."}
+                )
+            if not self.access.has_perm("runs.run_workflow", workflow):
+                self.permission_denied(request, message="You may not run this workflow.")
+        else:
+            agent = Agent.objects.filter(slug=data["agent"]).first()
+            if agent is None:
+                raise serializers.ValidationError(
+                    {"agent": f"No agent {data['agent']!r} in this tenant."}
+                )
+        existing = Run.objects.filter(idempotency_key=key).first() if key else None
+        run = existing or services.run_start(
+            tenant=self.tenant,
+            input=data.get("input", {}),
+            workflow=workflow,
+            agent=agent,
+            created_by=request.user,
+            idempotency_key=key,
+            deadline_seconds=data.get("deadline_seconds"),
+            max_steps=data.get("max_steps"),
+        )
+        code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
+        run = self.refine_queryset(Run.objects.filter(pk=run.pk)).get()
+        return Response(RunDetailSerializer(run).data, status=code)
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, *args, **kwargs):
+        """Cancel the run; running steps stop at their next check."""
+        run = services.run_cancel(
+            run=self.get_object(), reason=f"cancelled by {request.user.get_username()}"
+        )
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, *args, **kwargs):
+        """Resume a failed run from its failed step, reusing earlier outputs."""
+        run = services.run_resume(run=self.get_object())
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(request=RunRerunSerializer, responses={201: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, *args, **kwargs):
+        """Start a new run of the same definition, with the same or an edited input."""
+        serializer = RunRerunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rerun = services.run_rerun(
+            run=self.get_object(),
+            input=serializer.validated_data.get("input"),
+            created_by=request.user,
+        )
+        return Response(RunSerializer(rerun).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "after",
+                int,
+                description="Only events after this seq (what a reconnecting client saw last).",
+            ),
+            OpenApiParameter("limit", int, description="At most this many (1-1000)."),
+        ],
+        responses=RunEventSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request, *args, **kwargs):
+        """The run's events in order; ``after`` resumes from the last sequence number seen."""
+        run = self.get_object()
+        try:
+            after = int(request.query_params.get("after", 0))
+            limit = min(1000, max(1, int(request.query_params.get("limit", 500))))
+        except ValueError:
+            raise serializers.ValidationError(
+                {"after": "Give whole numbers for after and limit."}
+            ) from None
+        events = RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
+        return Response(RunEventSerializer(events, many=True).data)
+
+
+def step_runs_of(run: Run):
+    return StepRun.objects.filter(run=run)

@@ -1,0 +1,24 @@
+"""Step executors, one per step type. Each takes a StepContext and returns a StepOutcome,
+or raises StepFailure / StepWaiting / StepCancelled."""
+
+from __future__ import annotations
+
+from runs.engine.executors import agents as agent_executors
+from runs.engine.executors import flow
+from runs.engine.runner import StepContext, StepOutcome
+
+EXECUTORS = {
+    "agent": agent_executors.agent_step,
+    "manager": agent_executors.manager_step,
+    "handoff": agent_executors.handoff_step,
+    "tool": flow.tool_step,
+    "router": flow.router_step,
+    "parallel": flow.parallel_step,
+    "loop": flow.loop_step,
+    "approval": flow.approval_step,
+}
+
+
+def execute(ctx: StepContext) -> StepOutcome:
+    """Run the executor of the step's type."""
+    return EXECUTORS[ctx.step_def.type](ctx)

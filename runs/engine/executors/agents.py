@@ -1,0 +1,287 @@
+"""Agent invocations inside steps: by agent kind (llm, http, router, human), plus manager and
+handoff steps. Every invocation passes the policy decision point first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from agents.choices import AgentKind, Status
+from agents.http_agent import HttpAgentError, call_http_agent
+from agents.models import Agent, AgentVersion
+from policies.decision import Decision, PolicyRequest, decide
+from runs.engine.calls import AgentCall, AgentResult, StepFailure
+from runs.engine.runner import StepContext, StepOutcome, StepWaiting
+from runs.models import AgentMemory, StepRun
+
+
+def load_agent(ctx: StepContext, slug: str) -> tuple[Agent, AgentVersion]:
+    """The active agent ``slug`` of the run's tenant and its current version."""
+    agent = (
+        Agent.objects.for_tenant(ctx.run.tenant_id)
+        .select_related("current_version")
+        .filter(slug=slug)
+        .first()
+    )
+    if agent is None:
+        raise StepFailure(f"No agent {slug!r} in this tenant.", code="not_found")
+    if agent.status != Status.ACTIVE:
+        raise StepFailure(f"Agent {slug!r} is disabled.", code="disabled")
+    if agent.current_version is None:
+        raise StepFailure(f"Agent {slug!r} has no published version.", code="not_found")
+    return agent, agent.current_version
+
+
+def policy_for(ctx: StepContext):
+    """A policy function that records every decision in the run's timeline."""
+
+    def check(request: PolicyRequest) -> Decision:
+        decision = decide(request)
+        ctx.emit(
+            "policy.decision",
+            {
+                "action": request.action,
+                "agent": request.agent,
+                "tool": request.tool,
+                "model": request.model,
+                "effect": decision.effect,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "inputs_hash": decision.inputs_hash,
+            },
+        )
+        return decision
+
+    return check
+
+
+def _memory(agent: Agent) -> dict[str, Any]:
+    return dict(
+        AgentMemory.objects.for_tenant(agent.tenant_id)
+        .filter(agent=agent)
+        .values_list("key", "value")
+    )
+
+
+def _save_memory(agent: Agent, before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key, value in after.items():
+        if before.get(key, object()) != value:
+            AgentMemory.objects.for_tenant(agent.tenant_id).update_or_create(
+                tenant_id=agent.tenant_id, agent=agent, key=key, defaults={"value": value}
+            )
+
+
+def make_call(
+    ctx: StepContext,
+    agent: Agent,
+    version: AgentVersion,
+    input: Any,
+    messages: list[Any] | None = None,
+) -> AgentCall:
+    return AgentCall(
+        tenant=ctx.run.tenant,
+        run_id=ctx.run.pk,
+        step_key=ctx.step.step_key,
+        agent=agent,
+        version=version,
+        input=input,
+        run_input=ctx.run.input,
+        run_context=ctx.run_context,
+        memory=_memory(agent),
+        emit=ctx.emit,
+        policy=policy_for(ctx),
+        next_call_index=ctx.next_call_index,
+        check_cancel=ctx.check_cancel,
+        deadline=ctx.deadline,
+        messages=messages,
+    )
+
+
+def _request(call: AgentCall, action: str) -> PolicyRequest:
+    return PolicyRequest(
+        tenant_id=call.tenant.pk,
+        action=action,
+        agent=call.agent.slug,
+        agent_tags=tuple(call.agent.tags),
+        run_id=call.run_id,
+        run_input=call.run_input,
+    )
+
+
+def invoke(call: AgentCall, ctx: StepContext) -> AgentResult:
+    """Run one agent of any kind; memory changes are saved, events emitted."""
+    agent = call.agent
+    ctx.check_cancel()
+    memory_before = dict(call.memory)
+    if agent.kind == AgentKind.LLM:
+        from runs.engine.llm import run_llm_agent
+
+        result = run_llm_agent(call)
+    else:
+        decision = call.policy(_request(call, "invoke_agent"))
+        if not decision.allowed:
+            raise StepFailure(
+                f"Policy refused invoking {agent.slug}: {decision.reason}", code="policy_denied"
+            )
+        if agent.kind == AgentKind.HTTP:
+            result = _invoke_http(call, ctx)
+        elif agent.kind == AgentKind.ROUTER:
+            from runs.engine.executors.flow import route_with_agent
+
+            route = route_with_agent(ctx, agent, call.version, call.input)
+            result = AgentResult(output={"route": route}, route=route)
+        else:
+            raise StepFailure(
+                f"Agent {agent.slug!r} is a human agent: use it as a step of its own, not "
+                "inside a parallel, manager or handoff step.",
+                code="unsupported",
+            )
+    _save_memory(agent, memory_before, call.memory)
+    return result
+
+
+def _invoke_http(call: AgentCall, ctx: StepContext) -> AgentResult:
+    started = timezone.now()
+    try:
+        answer = call_http_agent(
+            version=call.version,
+            input=call.input,
+            context=call.run_context,
+            run_id=str(call.run_id),
+            step=call.step_key,
+            idempotency_key=call.idempotency_key(call.next_call_index()),
+        )
+    except HttpAgentError as exc:
+        ctx.emit(
+            "agent.http", {"agent": call.agent.slug, "error": exc.message, "status": exc.status}
+        )
+        raise StepFailure(
+            exc.message,
+            code="http_agent_error",
+            retryable=exc.retryable,
+            details={"status": exc.status},
+        ) from None
+    ctx.emit(
+        "agent.http",
+        {
+            "agent": call.agent.slug,
+            "status": answer.status,
+            "latency_ms": round(answer.latency_ms, 1),
+            "elapsed_ms": round((timezone.now() - started).total_seconds() * 1000, 1),
+        },
+    )
+    call.run_context.update(answer.context)
+    return AgentResult(output=answer.output, context_updates=dict(answer.context))
+
+
+def _outcome(result: AgentResult, ctx: StepContext, before: dict[str, Any]) -> StepOutcome:
+    updates = {k: v for k, v in ctx.run_context.items() if before.get(k, object()) != v}
+    updates.update(result.context_updates)
+    return StepOutcome(
+        output=result.output,
+        route=result.route,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cost_usd=result.cost_usd,
+        context_updates=updates,
+    )
+
+
+def _pin_version(ctx: StepContext, version: AgentVersion) -> None:
+    if ctx.step.agent_version_id is None:
+        StepRun.objects.unscoped().filter(pk=ctx.step.pk).update(agent_version=version)
+
+
+def agent_step(ctx: StepContext) -> StepOutcome:
+    """A single agent with its tool loop (or a fallback agent after the step failed)."""
+    slug = (ctx.step.state or {}).get("fallback_agent") or ctx.step_def.spec["agent"]
+    agent, version = load_agent(ctx, slug)
+    if agent.kind == AgentKind.HUMAN:
+        return human_step(ctx, agent, version)
+    _pin_version(ctx, version)
+    before = dict(ctx.run_context)
+    result = invoke(make_call(ctx, agent, version, ctx.step.input), ctx)
+    return _outcome(result, ctx, before)
+
+
+def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOutcome:
+    """A person answers through the dashboard or the API; the step waits for them."""
+    from policies.services import approval_create
+
+    config = version.config
+    approval = approval_create(
+        run=ctx.run,
+        step_run=ctx.step,
+        kind="input",
+        title=f"{agent.name}: {config.get('instructions') or 'answer this step'}"[:300],
+        details={
+            "input": ctx.step.input,
+            "instructions": config.get("instructions", ""),
+            "agent": agent.slug,
+        },
+        required_role=config.get("assignee_role", "operator"),
+        response_schema=config.get("response_schema"),
+    )
+    raise StepWaiting(approval)
+
+
+def manager_step(ctx: StepContext) -> StepOutcome:
+    """A supervisor llm agent delegating to other agents exposed to it as tools."""
+    from runs.engine.orchestration import run_manager
+
+    spec = ctx.step_def.spec
+    supervisor, version = load_agent(ctx, spec["agent"])
+    delegates = [load_agent(ctx, slug) for slug in spec.get("delegates", [])]
+    before = dict(ctx.run_context)
+    memories = _MemoryBook()
+    call = make_call(ctx, supervisor, version, ctx.step.input)
+    memories.track(supervisor, call.memory)
+    result = run_manager(
+        call,
+        delegates,
+        lambda child: invoke(child, ctx),
+        spec.get("max_delegations", 10),
+        memory_for=memories.memory_for,
+    )
+    memories.save()
+    return _outcome(result, ctx, before)
+
+
+def handoff_step(ctx: StepContext) -> StepOutcome:
+    """Agents passing control and the conversation to one another."""
+    from runs.engine.orchestration import run_handoff
+
+    spec = ctx.step_def.spec
+    agents = {slug: load_agent(ctx, slug) for slug in spec["agents"]}
+    start = spec.get("start", spec["agents"][0])
+    start_agent, start_version = agents[start]
+    before = dict(ctx.run_context)
+    memories = _MemoryBook()
+    call = make_call(ctx, start_agent, start_version, ctx.step.input)
+    memories.track(start_agent, call.memory)
+    result = run_handoff(
+        call, agents, start, spec.get("max_handoffs", 5), memory_for=memories.memory_for
+    )
+    memories.save()
+    return _outcome(result, ctx, before)
+
+
+class _MemoryBook:
+    """Per-agent memory dicts handed to orchestrated agents, saved when the step ends."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[Agent, dict[str, Any], dict[str, Any]]] = {}
+
+    def track(self, agent: Agent, memory: dict[str, Any]) -> dict[str, Any]:
+        self.entries.setdefault(agent.pk, (agent, dict(memory), memory))
+        return self.entries[agent.pk][2]
+
+    def memory_for(self, agent: Agent) -> dict[str, Any]:
+        if agent.pk not in self.entries:
+            return self.track(agent, _memory(agent))
+        return self.entries[agent.pk][2]
+
+    def save(self) -> None:
+        for agent, before, after in self.entries.values():
+            _save_memory(agent, before, after)

@@ -1,0 +1,70 @@
+"""Run events: gapless per-run sequence numbers, written in the caller's transaction and
+published to the run's and the tenant's websocket groups after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from controlplane.realtime.events import LiveEvent, publish_on_commit
+from controlplane.realtime.groups import run_group, tenant_group
+from runs.models import Run, RunEvent
+
+MAX_PAYLOAD_TEXT = 4000
+
+
+def _next_seq(run_id: int) -> int:
+    # One statement takes the row lock and returns the new number: no gap, no duplicate.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Run._meta.db_table} SET event_seq = event_seq + 1 WHERE id = %s "  # noqa: S608
+            "RETURNING event_seq",
+            [run_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def emit(
+    *, run: Run, type: str, payload: dict[str, Any] | None = None, step_key: str = ""
+) -> RunEvent:
+    """Append an event to ``run`` (atomic with the caller) and publish it after commit."""
+    with transaction.atomic():
+        seq = _next_seq(run.pk)
+        event = RunEvent.objects.for_tenant(run.tenant_id).model(
+            tenant_id=run.tenant_id,
+            run_id=run.pk,
+            seq=seq,
+            type=type,
+            step_key=step_key,
+            payload=payload or {},
+            created_at=timezone.now(),
+        )
+        event.save(force_insert=True)
+    data = {
+        "run": run.pk,
+        "seq": seq,
+        "type": type,
+        "step": step_key,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat(),
+        "run_status": run.status,
+    }
+    live = LiveEvent(
+        type="live.event", kind="run.event", tenant=run.tenant.slug, seq=seq, data=data
+    )
+    publish_on_commit(run_group(run.tenant_id, run.pk), live)
+    publish_on_commit(tenant_group(run.tenant_id), live)
+    return event
+
+
+def clip(value: Any, limit: int = MAX_PAYLOAD_TEXT) -> Any:
+    """Shorten long strings inside an event payload (the full data stays on the step)."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + f"… ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {k: clip(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clip(v, limit) for v in value[:200]]
+    return value

@@ -1,0 +1,36 @@
+"""Reads shared by the runs API, the dashboard and the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.choices import AgentKind
+from agents.models import Agent, Tool
+from runs.engine.validation import AgentInfo, RegistryView, ToolInfo
+
+
+def registry_view(tenant: Any) -> RegistryView:
+    """What workflow validation needs to know of the tenant's agents and tools."""
+    agents = {}
+    for agent in Agent.objects.for_tenant(tenant).select_related("current_version"):
+        config = agent.current_version.config if agent.current_version else {}
+        routes = None
+        if agent.kind == AgentKind.ROUTER:
+            if config.get("mode") == "classifier":
+                routes = frozenset(r["name"] for r in config.get("routes", []))
+            else:
+                routes = frozenset(
+                    [r["route"] for r in config.get("rules", [])]
+                    + ([config["default_route"]] if config.get("default_route") else [])
+                )
+        tools = frozenset(
+            t["slug"] for t in (agent.current_version.tools if agent.current_version else [])
+        )
+        agents[agent.slug] = AgentInfo(
+            kind=agent.kind, status=agent.status, tools=tools, routes=routes
+        )
+    tools = {
+        tool.slug: ToolInfo(status=tool.status, risk=tool.risk)
+        for tool in Tool.objects.for_tenant(tenant).only("slug", "status", "risk")
+    }
+    return RegistryView(agents=agents, tools=tools)

@@ -1,0 +1,351 @@
+"""Workflow and run services: validate, write, audit, and dispatch after commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from agents.choices import Status
+from agents.models import Agent
+from controlplane.audit.services import audit_record, snapshot
+from runs.choices import RunStatus, StepStatus
+from runs.engine import runner
+from runs.engine.definition import parse_definition
+from runs.events import emit
+from runs.models import Run, StepRun, Workflow, WorkflowVersion
+from runs.selectors import registry_view
+
+WORKFLOW_FIELDS = ["slug", "name", "description", "tags", "status"]
+
+
+def validate_workflow_definition(*, tenant: Any, definition: Any) -> None:
+    """Raise a ValidationError listing every problem, each under its path."""
+    from runs.engine.validation import validate_definition
+
+    if not isinstance(definition, dict):
+        raise ValidationError({"definition": "Give the definition as a JSON object."})
+    errors = validate_definition(definition, registry_view(tenant))
+    if errors:
+        grouped: dict[str, list[str]] = {}
+        for error in errors:
+            grouped.setdefault(
+                f"definition.{error.path}" if error.path else "definition", []
+            ).append(error.message)
+        raise ValidationError(grouped)
+
+
+def _unique_slug(tenant: Any, slug: str, exclude_pk: Any = None) -> None:
+    qs = Workflow.objects.for_tenant(tenant).filter(slug=slug)
+    if exclude_pk:
+        qs = qs.exclude(pk=exclude_pk)
+    if qs.exists():
+        raise ValidationError({"slug": f"Workflow {slug!r} already exists in this tenant."})
+
+
+def _new_version(
+    workflow: Workflow, definition: dict, note: str, created_by: Any
+) -> WorkflowVersion:
+    last = WorkflowVersion.objects.filter(workflow=workflow).aggregate(n=Max("number"))["n"] or 0
+    version = WorkflowVersion.objects.create(
+        tenant=workflow.tenant,
+        workflow=workflow,
+        number=last + 1,
+        definition=definition,
+        note=note,
+        created_by=created_by,
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(
+        current_version=version, updated_at=timezone.now()
+    )
+    workflow.current_version = version
+    return version
+
+
+@transaction.atomic
+def workflow_create(
+    *,
+    tenant: Any,
+    slug: str,
+    name: str,
+    definition: dict,
+    description: str = "",
+    tags: list[str] | None = None,
+    note: str = "",
+    created_by: Any = None,
+) -> Workflow:
+    """Create a workflow and its validated first version."""
+    _unique_slug(tenant, slug)
+    workflow = Workflow(
+        tenant=tenant, slug=slug, name=name, description=description, tags=tags or []
+    )
+    workflow.full_clean(
+        exclude=["tenant", "current_version"], validate_unique=False, validate_constraints=False
+    )
+    validate_workflow_definition(tenant=tenant, definition=definition)
+    workflow.save()
+    version = _new_version(workflow, definition, note or "first version", created_by)
+    audit_record(
+        action="workflow.create",
+        target=workflow,
+        tenant=tenant,
+        after={**snapshot(workflow, WORKFLOW_FIELDS), "version": version.number},
+    )
+    return workflow
+
+
+@transaction.atomic
+def workflow_publish(
+    *, workflow: Workflow, definition: dict, note: str = "", created_by: Any = None
+) -> WorkflowVersion:
+    """Validate and publish a new immutable version; runs already started keep theirs."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    validate_workflow_definition(tenant=workflow.tenant, definition=definition)
+    previous = workflow.current_version
+    version = _new_version(workflow, definition, note, created_by)
+    audit_record(
+        action="workflow.publish",
+        target=workflow,
+        tenant=workflow.tenant,
+        before={"version": previous.number if previous else None},
+        after={"version": version.number},
+        metadata={"note": note},
+    )
+    return version
+
+
+@transaction.atomic
+def workflow_update(*, workflow: Workflow, **changes: Any) -> Workflow:
+    """Edit metadata (name, description, tags, status, slug)."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+    before = snapshot(workflow, WORKFLOW_FIELDS)
+    for field, value in changes.items():
+        if field == "slug" and value != workflow.slug:
+            _unique_slug(workflow.tenant, value, workflow.pk)
+        setattr(workflow, field, value)
+    workflow.full_clean(
+        exclude=["tenant", "current_version"], validate_unique=False, validate_constraints=False
+    )
+    workflow.save()
+    audit_record(
+        action="workflow.update",
+        target=workflow,
+        tenant=workflow.tenant,
+        before=before,
+        after=snapshot(workflow, WORKFLOW_FIELDS),
+    )
+    return workflow
+
+
+def single_agent_definition(agent: Agent) -> dict[str, Any]:
+    """The one-step workflow that runs an agent on its own."""
+    return {
+        "input_schema": {},
+        "example_input": {},
+        "steps": [{"id": "agent", "type": "agent", "agent": agent.slug, "input": "{{ input }}"}],
+        "output": "{{ steps.agent.output }}",
+    }
+
+
+def _check_input(schema: dict, data: Any) -> None:
+    if not schema:
+        return
+    errors = sorted(
+        Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        grouped: dict[str, list[str]] = {}
+        for error in errors:
+            path = "input" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+            )
+            grouped.setdefault(path, []).append(error.message)
+        raise ValidationError(grouped)
+
+
+def run_start(
+    *,
+    tenant: Any,
+    input: Any,
+    workflow: Workflow | None = None,
+    agent: Agent | None = None,
+    created_by: Any = None,
+    idempotency_key: str = "",
+    deadline_seconds: float | None = None,
+    max_steps: int | None = None,
+) -> Run:
+    """Start a run of a workflow's current version or of one agent; idempotent per key.
+
+    The same ``idempotency_key`` returns the run it first created instead of a second one.
+    """
+    if idempotency_key:
+        existing = Run.objects.for_tenant(tenant).filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            run = _create_run(
+                tenant=tenant,
+                input=input,
+                workflow=workflow,
+                agent=agent,
+                created_by=created_by,
+                idempotency_key=idempotency_key,
+                deadline_seconds=deadline_seconds,
+                max_steps=max_steps,
+            )
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            return Run.objects.for_tenant(tenant).get(idempotency_key=idempotency_key)
+        raise
+    return run
+
+
+def _create_run(
+    *, tenant, input, workflow, agent, created_by, idempotency_key, deadline_seconds, max_steps
+) -> Run:
+    if (workflow is None) == (agent is None):
+        raise ValidationError({"workflow": "Give exactly one of 'workflow' or 'agent'."})
+    if workflow is not None:
+        if workflow.status != Status.ACTIVE or workflow.current_version is None:
+            raise ValidationError({"workflow": f"Workflow {workflow.slug!r} is disabled."})
+        definition = workflow.current_version.definition
+        version = workflow.current_version
+    else:
+        if agent.status != Status.ACTIVE:
+            raise ValidationError({"agent": f"Agent {agent.slug!r} is disabled."})
+        definition = single_agent_definition(agent)
+        version = None
+    parsed = parse_definition(definition)
+    _check_input(definition.get("input_schema") or {}, input)
+    seconds = deadline_seconds or parsed.deadline_seconds or settings.RUN_DEFAULT_DEADLINE_SECONDS
+    run = Run.objects.for_tenant(tenant).create(
+        tenant=tenant,
+        workflow=workflow,
+        workflow_version=version,
+        agent=agent,
+        definition=definition,
+        input=input,
+        created_by=created_by,
+        idempotency_key=idempotency_key,
+        max_steps=max_steps or parsed.max_steps,
+        deadline=timezone.now() + timedelta(seconds=seconds),
+    )
+    emit(
+        run=run,
+        type="run.created",
+        payload={
+            "workflow": workflow.slug if workflow else None,
+            "version": version.number if version else None,
+            "agent": agent.slug if agent else None,
+        },
+    )
+    audit_record(
+        action="run.start",
+        target=run,
+        tenant=tenant,
+        after={
+            "workflow": workflow.slug if workflow else None,
+            "version": version.number if version else None,
+            "agent": agent.slug if agent else None,
+        },
+    )
+    Run.objects.select_for_update().get(pk=run.pk)
+    runner.dispatch(runner.advance(run, None))
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, reason: str = "") -> Run:
+    """Cancel a run that has not finished; running steps stop at their next check."""
+    run = Run.objects.select_for_update().select_related("tenant").get(pk=run.pk)
+    if runner.is_terminal(run.status):
+        raise ValidationError({"status": f"The run already ended ({run.status})."})
+    audit_record(action="run.cancel", target=run, tenant=run.tenant, metadata={"reason": reason})
+    runner._finish_run(run, RunStatus.CANCELLED, reason or "cancelled")
+    return run
+
+
+@transaction.atomic
+def run_resume(*, run: Run) -> Run:
+    """Resume a failed or timed-out run from its failed steps, reusing earlier outputs."""
+    run = Run.objects.select_for_update().select_related("tenant").get(pk=run.pk)
+    if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        raise ValidationError(
+            {"status": f"Only failed or timed-out runs resume; this one is {run.status}."}
+        )
+    steps = StepRun.objects.filter(run=run)
+    failed = list(steps.filter(status=StepStatus.FAILED, tolerated=False))
+    # Steps cancelled when the run ended never produced output: plan them afresh.
+    steps.filter(status__in=[StepStatus.CANCELLED, StepStatus.QUEUED]).delete()
+    now = timezone.now()
+    steps.filter(pk__in=[s.pk for s in failed]).update(
+        status=StepStatus.QUEUED,
+        attempt=0,
+        delivery_count=0,
+        error=None,
+        claim_token="",
+        not_before=None,
+        lease_expires_at=None,
+        finished_at=None,
+        updated_at=now,
+    )
+    definition = runner.definition_of(run)
+    extend = timedelta(seconds=definition.deadline_seconds or settings.RUN_DEFAULT_DEADLINE_SECONDS)
+    Run.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING,
+        status_reason="",
+        finished_at=None,
+        updated_at=now,
+        resume_count=run.resume_count + 1,
+        deadline=now + extend,
+        step_count=steps.count(),
+    )
+    run.refresh_from_db()
+    emit(run=run, type="run.resumed", payload={"steps": [s.step_key for s in failed]})
+    audit_record(
+        action="run.resume",
+        target=run,
+        tenant=run.tenant,
+        metadata={"steps": [s.step_key for s in failed]},
+    )
+    runner.dispatch([s.pk for s in failed] + runner.advance(run, None))
+    return run
+
+
+def run_rerun(*, run: Run, input: Any = None, created_by: Any = None) -> Run:
+    """Start a new run of the same definition with the same or an edited input."""
+    new_input = run.input if input is None else input
+    with transaction.atomic():
+        _check_input(run.definition.get("input_schema") or {}, new_input)
+        rerun = Run.objects.for_tenant(run.tenant).create(
+            tenant=run.tenant,
+            workflow=run.workflow,
+            workflow_version=run.workflow_version,
+            agent=run.agent,
+            definition=run.definition,
+            input=new_input,
+            created_by=created_by,
+            rerun_of=run,
+            max_steps=run.max_steps,
+            deadline=timezone.now()
+            + timedelta(
+                seconds=parse_definition(run.definition).deadline_seconds
+                or settings.RUN_DEFAULT_DEADLINE_SECONDS
+            ),
+        )
+        emit(run=rerun, type="run.created", payload={"rerun_of": run.pk})
+        audit_record(
+            action="run.rerun",
+            target=rerun,
+            tenant=run.tenant,
+            metadata={"rerun_of": run.pk, "input_changed": input is not None},
+        )
+        runner.dispatch(runner.advance(rerun, None))
+    return rerun

@@ -1,0 +1,28 @@
+"""Thin Celery tasks: load by id, call the engine. JSON messages, late acks (settings)."""
+
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+
+from runs.engine import runner
+
+
+@shared_task(name="runs.execute_step", ignore_result=True)
+def execute_step(step_id: int) -> None:
+    """Claim and execute one step (and the single next one, if any)."""
+    from celery import current_task
+
+    hostname = getattr(current_task.request, "hostname", None) or socket.gethostname()
+    runner.execute_step(int(step_id), hostname)
+
+
+@shared_task(name="runs.sweep", ignore_result=True)
+def sweep() -> dict:
+    """Re-dispatch lost work, reclaim expired leases, expire approvals and runs."""
+    from policies.services import approvals_expire
+
+    counts = runner.sweep()
+    counts["approvals_expired"] = approvals_expire()
+    return counts
