@@ -285,7 +285,12 @@ class _AgentLoop:
             pk__in=[p for p in pinned if p is not None], status=Status.ACTIVE
         )
         by_id = {tool.pk: tool for tool in rows}
-        return {by_id[p].slug: by_id[p] for p in pinned if p in by_id}
+        allowed = self.call.allowed_tools
+        return {
+            by_id[p].slug: by_id[p]
+            for p in pinned
+            if p in by_id and (allowed is None or by_id[p].slug in allowed)
+        }
 
     def engine_tools(self) -> list[ExtraTool]:
         call = self.call

@@ -922,7 +922,7 @@ def _check_router(
             where = f"{route_path}[{k}]"
             if target not in graph.index:
                 out.add(where, f"Unknown step {target!r}.")
-            elif False:
+            elif i not in graph.needs[graph.index[target]]:
                 out.add(
                     where,
                     f"Step {target!r} does not need this router: add {graph.ids[i]!r} to its "

@@ -360,3 +360,15 @@ def test_each_template_string_is_parsed_once():
     after = templating._parse_template.cache_info()
     assert after.misses == before.misses
     assert after.hits == before.hits + 5
+
+
+def test_the_environment_itself_refuses_calls_and_private_names():
+    # Second line of defence, below the parse-time checks that render() applies first.
+    from jinja2.exceptions import SecurityError
+
+    expression = templating._ENV.compile_expression("s.upper()")
+    with pytest.raises(SecurityError, match="calls are not allowed"):
+        expression(s="text")
+    with pytest.raises(SecurityError, match="not allowed"):
+        templating._ENV.getattr("text", "__class__")
+    assert isinstance(templating._ENV.getattr("text", "upper"), templating.Undefined)

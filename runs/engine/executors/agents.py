@@ -78,6 +78,7 @@ def make_call(
     version: AgentVersion,
     input: Any,
     messages: list[Any] | None = None,
+    tools: list[str] | None = None,
 ) -> AgentCall:
     return AgentCall(
         tenant=ctx.run.tenant,
@@ -95,6 +96,7 @@ def make_call(
         check_cancel=ctx.check_cancel,
         deadline=ctx.deadline,
         messages=messages,
+        allowed_tools=frozenset(tools) if tools is not None else None,
     )
 
 
@@ -201,7 +203,8 @@ def agent_step(ctx: StepContext) -> StepOutcome:
         return human_step(ctx, agent, version)
     _pin_version(ctx, version)
     before = dict(ctx.run_context)
-    result = invoke(make_call(ctx, agent, version, ctx.step.input), ctx)
+    tools = ctx.step_def.spec.get("tools")
+    result = invoke(make_call(ctx, agent, version, ctx.step.input, tools=tools), ctx)
     return _outcome(result, ctx, before)
 
 
@@ -235,7 +238,7 @@ def manager_step(ctx: StepContext) -> StepOutcome:
     delegates = [load_agent(ctx, slug) for slug in spec.get("delegates", [])]
     before = dict(ctx.run_context)
     memories = _MemoryBook()
-    call = make_call(ctx, supervisor, version, ctx.step.input)
+    call = make_call(ctx, supervisor, version, ctx.step.input, tools=spec.get("tools"))
     memories.track(supervisor, call.memory)
     result = run_manager(
         call,

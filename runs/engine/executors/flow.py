@@ -208,8 +208,8 @@ def router_step(ctx: StepContext) -> StepOutcome:
     return StepOutcome(output={"route": route}, route=route)
 
 
-def _branches(ctx: StepContext) -> list[tuple[str, str, Any]]:
-    """(name, agent slug, rendered input) for every branch."""
+def _branches(ctx: StepContext) -> list[tuple[str, str, Any, list[str] | None]]:
+    """(name, agent slug, rendered input, allowed tools) for every branch."""
     from runs.engine.templating import TemplateError, render
 
     spec = ctx.step_def.spec
@@ -226,11 +226,17 @@ def _branches(ctx: StepContext) -> list[tuple[str, str, Any]]:
                     render(
                         spec.get("input", "{{ item }}"), {**scope, "item": item, "index": index}
                     ),
+                    spec.get("tools"),
                 )
                 for index, item in enumerate(items)
             ]
         return [
-            (branch["name"], branch["agent"], render(branch.get("input", "{{ input }}"), scope))
+            (
+                branch["name"],
+                branch["agent"],
+                render(branch.get("input", "{{ input }}"), scope),
+                branch.get("tools", spec.get("tools")),
+            )
             for branch in spec.get("branches", [])
         ]
     except TemplateError as exc:
@@ -245,12 +251,14 @@ def parallel_step(ctx: StepContext) -> StepOutcome:
     usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
     current = context.current()
 
-    def run_branch(name: str, slug: str, branch_input: Any) -> tuple[str, AgentResult]:
+    def run_branch(
+        name: str, slug: str, branch_input: Any, tools: list[str] | None
+    ) -> tuple[str, AgentResult]:
         token = context.set_context(current)
         try:
             agent, version = load_agent(ctx, slug)
             ctx.emit("branch.started", {"branch": name, "agent": slug})
-            result = invoke(make_call(ctx, agent, version, branch_input), ctx)
+            result = invoke(make_call(ctx, agent, version, branch_input, tools=tools), ctx)
             ctx.emit("branch.finished", {"branch": name, "agent": slug})
             return name, result
         finally:
@@ -280,20 +288,20 @@ def parallel_step(ctx: StepContext) -> StepOutcome:
             code="branch_failed",
             retryable=True,
         )
-    ordered = [done[name] for name, _, _ in branches]
+    ordered = [done[name] for name, *_ in branches]
     merge = spec.get("merge", "object")
     if merge == "list":
         output: Any = ordered
     elif isinstance(merge, dict) and merge.get("agent"):
         agent, version = load_agent(ctx, merge["agent"])
         merged = invoke(
-            make_call(ctx, agent, version, {name: done[name] for name, _, _ in branches}), ctx
+            make_call(ctx, agent, version, {name: done[name] for name, *_ in branches}), ctx
         )
         for key in ("input_tokens", "output_tokens", "cost_usd"):
             usage[key] += getattr(merged, key)
         output = merged.output
     else:
-        output = {name: done[name] for name, _, _ in branches}
+        output = {name: done[name] for name, *_ in branches}
     return StepOutcome(output=output, state={"branches": done}, **usage)
 
 
@@ -317,7 +325,7 @@ def loop_step(ctx: StepContext) -> StepOutcome:
             )
         except TemplateError as exc:
             raise StepFailure(f"loop input: {exc}", code="template_error") from None
-        result = invoke(make_call(ctx, agent, version, loop_input), ctx)
+        result = invoke(make_call(ctx, agent, version, loop_input, tools=spec.get("tools")), ctx)
         for key in usage:
             usage[key] += getattr(result, key)
         previous = result.output
