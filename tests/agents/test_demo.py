@@ -21,6 +21,8 @@ def test_seed_demo_builds_a_realistic_registry_idempotently(settings, tmp_path):
             "researcher",
             "summarizer",
             "refund-approver",
+            "support-lead",
+            "concierge",
         }
         assert agents["support-triage"].kind == "router"
         assert agents["refund-approver"].kind == "human"

@@ -6,7 +6,8 @@ either the page or an audited 403; the lowest permitted role sees the page's
 key content and nothing of another tenant; a forged POST by a role without the
 write permission is an audited 403 that changes nothing.
 ``test_every_dashboard_url_is_covered`` fails when a dashboard URL name has no
-such class and no explicit test class.
+such class (in any module of this package) and no explicit test class. A page
+about one object creates it in ``url_kwargs``.
 
 Then the forms (members, tokens, CSRF), sign-in and sign-out with their audit
 events and the lockout, the tenant picker, and the audit page's filters and
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib
 import json
+import pkgutil
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -95,6 +99,10 @@ class TenantPageTests:
     write_permission: ClassVar[str | None] = None
 
     # hooks -----------------------------------------------------------------
+    def url_kwargs(self, world) -> dict[str, Any]:
+        """URL arguments besides the tenant; a page about one object creates it here."""
+        return {}
+
     def prepare(self, world) -> tuple[list[str], list[str]]:
         """Create the page's data; return (texts the page shows, texts it must not show)."""
         raise NotImplementedError
@@ -114,8 +122,12 @@ class TenantPageTests:
     def covered_url_names(cls) -> set[str]:
         return {f"dashboard:{cls.url_name}"}
 
+    @pytest.fixture(autouse=True)
+    def _page_url_kwargs(self, world):
+        self.kwargs = self.url_kwargs(world)
+
     def url(self, tenant) -> str:
-        return reverse(f"dashboard:{self.url_name}", kwargs={"tenant": tenant.slug})
+        return reverse(f"dashboard:{self.url_name}", kwargs={"tenant": tenant.slug, **self.kwargs})
 
     # tests -----------------------------------------------------------------
     def test_anonymous_is_sent_to_sign_in(self, world):
@@ -284,6 +296,12 @@ class TestAuditPage(TenantPageTests):
 
 # coverage of the URL names -------------------------------------------------
 def _page_test_classes() -> list[type[TenantPageTests]]:
+    # Page-test classes live in every module of this package: import them all, so the
+    # coverage check below does not depend on which test files this run collected.
+    package = Path(__file__).parent
+    for module in pkgutil.iter_modules([str(package)]):
+        if module.name.startswith("test_"):
+            importlib.import_module(f"{__package__}.{module.name}")
     found, todo = [], list(TenantPageTests.__subclasses__())
     while todo:
         cls = todo.pop()
