@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import threading
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from controlplane.realtime.groups import tenant_group
@@ -21,15 +25,58 @@ class LiveEvent(TypedDict):
     data: dict[str, Any]
 
 
+logger = logging.getLogger(__name__)
+
+
+class _Publisher:
+    """Sends to a network channel layer from one background event loop per process.
+
+    A publish never blocks the caller (a worker finishing a step) and the layer's
+    connection pool, which belongs to one event loop, is reused instead of being rebuilt
+    for every message. Events are also in the database, so a publish lost with a dying
+    process costs a client nothing: it resumes from the last sequence number it saw.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid: int | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # new process after fork
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="live-publisher", daemon=True
+                ).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def send(self, group: str, message: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if isinstance(layer, InMemoryChannelLayer):
+            # in-process layer (embedded mode): deliver synchronously, nothing to reuse
+            async_to_sync(layer.group_send)(group, message)
+            return
+        future = asyncio.run_coroutine_threadsafe(
+            layer.group_send(group, message), self._running_loop()
+        )
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: Any) -> None:
+    if future.exception() is not None:
+        logger.warning("live event not published: %s", future.exception())
+
+
+publisher = _Publisher()
+
+
 def publish_on_commit(group: str, event: LiveEvent) -> None:
     """Send ``event`` to ``group`` once the current transaction commits (never before)."""
-
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(group, event)
-
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(lambda: publisher.send(group, event), robust=True)
 
 
 def publish_tenant_event(*, tenant: Any, kind: str, seq: int, data: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -366,14 +367,61 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
     return step, token
 
 
-def _heartbeat(step_id: int, token: str, stop: threading.Event) -> None:
-    interval = max(1.0, lease_seconds() / 3)
-    try:
-        while not stop.wait(interval):
-            StepRun.objects.unscoped().filter(
-                pk=step_id, claim_token=token, status=StepStatus.RUNNING
-            ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
-    finally:
+class _Leases:
+    """One heartbeat thread per process renews the lease of every step it is running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, str] = {}
+        self._pid: int | None = None
+
+    def hold(self, step_id: int, token: str) -> None:
+        with self._lock:
+            self._active[step_id] = token
+            if self._pid != os.getpid():  # first use in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True).start()
+
+    def release(self, step_id: int) -> None:
+        with self._lock:
+            self._active.pop(step_id, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(max(1.0, lease_seconds() / 3))
+            with self._lock:
+                active = list(self._active.items())
+            for step_id, token in active:
+                try:
+                    StepRun.objects.unscoped().filter(
+                        pk=step_id, claim_token=token, status=StepStatus.RUNNING
+                    ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
+                except Exception:  # the database is away: the sweeper will sort it out
+                    logger.warning("lease of step %s not renewed", step_id, exc_info=True)
+                    connection.close()
+
+
+leases = _Leases()
+_pool_lock = threading.Lock()
+_pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _executor_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """A per-process pool whose threads keep their database connection between steps."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=settings.STEP_EXECUTOR_THREADS, thread_name_prefix="step"
+                ),
+            )
+        return _pool[1]
+
+
+def _usable_connection() -> None:
+    if connection.connection is not None and not connection.is_usable():
         connection.close()
 
 
@@ -421,6 +469,7 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
     current = context.current()
 
     def target() -> StepOutcome:
+        _usable_connection()
         token_ctx = context.set_context(
             dataclasses.replace(current, tenant=run.tenant, system=f"worker:{step.claimed_by}")
         )
@@ -428,14 +477,10 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
             return execute(ctx)
         finally:
             context.reset_context(token_ctx)
-            connection.close()
 
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(step.pk, token, stop), daemon=True)
-    beat.start()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    leases.hold(step.pk, token)
     try:
-        future = pool.submit(target)
+        future = _executor_pool().submit(target)
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
@@ -444,8 +489,7 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
                 f"the step timed out after {timeout:g} s", code="timeout", retryable=True
             ) from None
     finally:
-        stop.set()
-        pool.shutdown(wait=False)
+        leases.release(step.pk)
 
 
 def execute_step(step_id: int, worker: str) -> None:
@@ -480,12 +524,17 @@ def execute_step(step_id: int, worker: str) -> None:
             new_ids = _finish_success(step, token, outcome)
             if len(new_ids) == 1:
                 next_id = new_ids[0]
-        finally:
-            close_old_connections()
+    # once per task, not per step: the fast path keeps its connection between steps
+    close_old_connections()
 
 
 def _lock_run(step: StepRun) -> Run:
-    return Run.objects.unscoped().select_for_update().select_related("tenant").get(pk=step.run_id)
+    return (
+        Run.objects.unscoped()
+        .select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=step.run_id)
+    )
 
 
 def _finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]:
@@ -834,7 +883,12 @@ def sweep(now: Any = None) -> dict[str, int]:
     overdue = Run.objects.unscoped().filter(status__in=ACTIVE_RUN, deadline__lt=now)[:500]
     for run in overdue:
         with transaction.atomic():
-            run = Run.objects.unscoped().select_for_update().select_related("tenant").get(pk=run.pk)
+            run = (
+                Run.objects.unscoped()
+                .select_for_update(of=("self",))
+                .select_related("tenant")
+                .get(pk=run.pk)
+            )
             if run.status in ACTIVE_RUN:
                 _finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
                 counts["timed_out"] += 1
