@@ -40,17 +40,33 @@ class _Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
         self._pid: int | None = None
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # new process after fork
                 loop = asyncio.new_event_loop()
+                queue: asyncio.Queue = asyncio.Queue()
                 threading.Thread(
-                    target=loop.run_forever, name="live-publisher", daemon=True
+                    target=self._serve, args=(loop, queue), name="live-publisher", daemon=True
                 ).start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
+                self._loop, self._queue, self._pid = loop, queue, os.getpid()
+            return self._loop, self._queue
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        async def drain() -> None:
+            while True:
+                group, message = await queue.get()
+                try:
+                    # one at a time: events of a run reach its group in commit order
+                    await get_channel_layer().group_send(group, message)
+                except Exception as exc:
+                    logger.warning("live event not published: %s", exc)
+
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(drain())
 
     def send(self, group: str, message: dict[str, Any]) -> None:
         layer = get_channel_layer()
@@ -60,15 +76,8 @@ class _Publisher:
             # in-process layer (embedded mode): deliver synchronously, nothing to reuse
             async_to_sync(layer.group_send)(group, message)
             return
-        future = asyncio.run_coroutine_threadsafe(
-            layer.group_send(group, message), self._running_loop()
-        )
-        future.add_done_callback(_log_failure)
-
-
-def _log_failure(future: Any) -> None:
-    if future.exception() is not None:
-        logger.warning("live event not published: %s", future.exception())
+        loop, queue = self._running()
+        loop.call_soon_threadsafe(queue.put_nowait, (group, message))
 
 
 publisher = _Publisher()
