@@ -22,6 +22,12 @@ from tests.mcp_process import running_mcp_test_server
 pytestmark = pytest.mark.browser
 
 
+def htmx_ready(page) -> None:
+    """Wait until htmx (a deferred script) runs, so a click is answered by htmx, not a reload."""
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
+
+
 @pytest.fixture(scope="module")
 def mcp_url():
     with running_mcp_test_server() as url:
@@ -59,9 +65,10 @@ def test_alice_registers_an_mcp_server_and_ships_an_agent_version(
     expect(page.locator("#mcp-tools")).to_contain_text("No tools registered from this server yet.")
 
     # discover its tools (htmx swaps the tools section in place) ------------------------------
+    htmx_ready(page)
     page.get_by_role("button", name="Discover tools").click()
     outcome = page.locator("#discover-outcome")
-    expect(outcome).to_contain_text("Discovered")
+    expect(outcome).to_contain_text("Discovered", timeout=15_000)
     expect(page).to_have_url(f"{live_url}/t/acme/mcp-servers/testsrv/")  # no page load
     tools = page.locator("#discovered-tools")
     add_row = tools.locator("tr", has=page.locator("code", has_text=re.compile(r"^add$")))
@@ -182,6 +189,9 @@ def test_registry_pages_fit_a_phone_screen(triage, mcp_url, page, live_url, worl
         "agent": "/t/acme/agents/triage/",
         "agent-new": "/t/acme/agents/new/",
         "tools": "/t/acme/tools/",
+        "tool-new-http": "/t/acme/tools/new/?kind=http",
+        "provider-new": "/t/acme/providers/new/",
+        "knowledge-new": "/t/acme/knowledge/new/",
         "providers": "/t/acme/providers/",
         "provider": "/t/acme/providers/sim/",
         "mcp-new": "/t/acme/mcp-servers/new/",
@@ -200,8 +210,10 @@ def test_registry_pages_fit_a_phone_screen(triage, mcp_url, page, live_url, worl
     page.get_by_label("Name", exact=True).fill("Test tools")
     page.get_by_label("URL (streamable HTTP)").fill(mcp_url)
     page.get_by_role("button", name="Register server").click()
+    expect(page).to_have_url(f"{live_url}/t/acme/mcp-servers/testsrv/")
+    htmx_ready(page)
     page.get_by_role("button", name="Discover tools").click()
-    expect(page.locator("#discover-outcome")).to_contain_text("Discovered")
+    expect(page.locator("#discover-outcome")).to_contain_text("Discovered", timeout=15_000)
     for summary in page.locator("#discovered-tools summary").all()[:3]:
         summary.click()
     checked["mcp-discovered"] = fits_width(page)
@@ -243,6 +255,7 @@ def test_admin_adds_a_provider_tests_it_and_registers_an_agent_from_an_example(
     page.get_by_role("button", name="Add provider").click()
     expect(page).to_have_url(f"{live_url}/t/acme/providers/sim/")
     expect(page.locator("#test-result")).to_have_text("Not tested yet.")
+    htmx_ready(page)
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result")).to_contain_text("✓ Works.")
     expect(page).to_have_url(f"{live_url}/t/acme/providers/sim/")
@@ -253,6 +266,7 @@ def test_admin_adds_a_provider_tests_it_and_registers_an_agent_from_an_example(
 
     # an agent from the HTTP example: switching the example keeps what was typed
     page.goto(f"{live_url}/t/acme/agents/new/")
+    htmx_ready(page)
     page.get_by_label("Slug").fill("crm-hook")
     page.get_by_label("Name", exact=True).fill("CRM hook")
     config = page.locator("#id_config")

@@ -1768,3 +1768,21 @@ def test_registry_sections_are_in_the_navigation(world):
     # inside a section, its link says so (and is not claimed to be this very page)
     assert '<a href="/t/acme/agents/" aria-current="true">Agents</a>' in nav
     assert 'aria-current="page"' not in nav
+
+
+def test_long_lists_are_paginated_and_keep_their_filters(world):
+    for i in range(55):
+        make_document(world.acme, title=f"Policy {i:03d}", content="Refunds and returns.")
+    make_document(world.acme, title="Other", content="Unrelated.")
+    client = client_for(world.bob)
+    first = text(client.get("/t/acme/knowledge/", {"q": "refunds"}))
+    titles = re.findall(r">(Policy \d{3})</a>", first)
+    assert len(titles) == 50
+    assert "Page 1 of 2" in first
+    link = re.search(r'<a href="\?([^"]*)">Next →</a>', first)
+    assert link, "no link to the next page"
+    second = text(client.get(f"/t/acme/knowledge/?{html.unescape(link.group(1))}"))
+    more = re.findall(r">(Policy \d{3})</a>", second)
+    assert len(more) == 5 and not set(more) & set(titles)
+    assert "Other" not in second  # the search still applies
+    assert "Next →" not in second and "← Previous" in second
