@@ -311,6 +311,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RegistryStatusEnum": "agents.choices.Status.choices",
         "TicketStatusEnum": "agents.choices.TicketStatus.choices",
+        "RunStatusEnum": "runs.choices.RunStatus.choices",
+        "ApprovalStatusEnum": "policies.choices.ApprovalStatus.choices",
         "ValidationErrorEnum": f"{_ERR}.ValidationErrorEnum.choices",
         "ClientErrorEnum": f"{_ERR}.ClientErrorEnum.choices",
         "ServerErrorEnum": f"{_ERR}.ServerErrorEnum.choices",
