@@ -196,6 +196,8 @@ class RunViewSet(TenantViewSet):
                 raise serializers.ValidationError(
                     {"agent": f"No agent {data['agent']!r} in this tenant."}
                 )
+            if not self.access.has_perm("agents.use_agent", agent):
+                self.permission_denied(request, message="You may not use this agent.")
         existing = Run.objects.filter(idempotency_key=key).first() if key else None
         run = existing or services.run_start(
             tenant=self.tenant,

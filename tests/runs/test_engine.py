@@ -561,3 +561,65 @@ def test_idempotent_start_through_the_api(acme, worker, api):
     assert detail["status"] == "succeeded" and detail["steps"][0]["output"] == {"result": 1}
     events = client.get(f"/api/v1/t/acme/runs/{done.pk}/events/?after=2").json()
     assert events[0]["seq"] == 3
+
+
+class TestRunLimits:
+    def test_cancel_mid_run_stops_a_running_loop(self, acme, worker, loopback):
+        world = acme
+        loopback.script["/tick"] = [(200, {"output": "tick"}, 0.5)]
+        make_agent(
+            world.acme,
+            slug="ticker",
+            kind="http",
+            config={"url": loopback.url("/tick"), "timeout_seconds": 5},
+        )
+        wf = _workflow(
+            world, "long", [{"id": "loop", "type": "loop", "agent": "ticker", "max_iterations": 40}]
+        )
+        run = _start(world, wf)
+        import time
+
+        deadline = time.monotonic() + 30
+        while len(loopback.calls("/tick")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with context.system_context("tests", tenant=world.acme):
+            services.run_cancel(run=run)
+        run = wait_for_run(run)
+        assert run.status == "cancelled"
+        time.sleep(2)  # the loop notices at its next check and stops calling
+        calls = len(loopback.calls("/tick"))
+        time.sleep(1.5)
+        assert len(loopback.calls("/tick")) == calls < 40
+        assert _steps(run)["loop"].status == "cancelled"
+
+    def test_maximum_step_count(self, acme, worker):
+        world = acme
+        make_tool(world.acme, slug="calc")
+        wf = _workflow(
+            world,
+            "many",
+            [
+                {"id": f"s{i}", "type": "tool", "tool": "calc", "arguments": {"expression": "1"}}
+                for i in range(4)
+            ],
+        )
+        run = wait_for_run(_start(world, wf, max_steps=2))
+        assert run.status == "failed"
+        assert "maximum of 2 steps" in run.status_reason
+        assert len(_steps(run)) == 2
+
+    def test_run_deadline_times_out_a_waiting_run(self, acme, worker):
+        import time
+
+        from runs.engine import runner
+
+        world = acme
+        wf = _workflow(world, "slowpoke", [{"id": "ask", "type": "approval", "title": "ok?"}])
+        run = _start(world, wf, deadline_seconds=1)
+        approval = _approval(run)
+        time.sleep(1.2)
+        assert runner.sweep()["timed_out"] == 1
+        run = wait_for_run(run)
+        assert run.status == "timed_out"
+        approval.refresh_from_db()
+        assert approval.status == "cancelled"
