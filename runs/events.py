@@ -26,22 +26,30 @@ def _next_seq(run_id: int) -> int:
         return cursor.fetchone()[0]
 
 
+def _insert(run: Run, type: str, payload: dict[str, Any] | None, step_key: str) -> RunEvent:
+    event = RunEvent(
+        tenant_id=run.tenant_id,
+        run_id=run.pk,
+        seq=_next_seq(run.pk),
+        type=type,
+        step_key=step_key,
+        payload=payload or {},
+        created_at=timezone.now(),
+    )
+    event.save(force_insert=True)
+    return event
+
+
 def emit(
     *, run: Run, type: str, payload: dict[str, Any] | None = None, step_key: str = ""
 ) -> RunEvent:
     """Append an event to ``run`` (atomic with the caller) and publish it after commit."""
-    with transaction.atomic():
-        seq = _next_seq(run.pk)
-        event = RunEvent.objects.for_tenant(run.tenant_id).model(
-            tenant_id=run.tenant_id,
-            run_id=run.pk,
-            seq=seq,
-            type=type,
-            step_key=step_key,
-            payload=payload or {},
-            created_at=timezone.now(),
-        )
-        event.save(force_insert=True)
+    if connection.in_atomic_block:  # inside the caller's transaction: no savepoint needed
+        event = _insert(run, type, payload, step_key)
+    else:
+        with transaction.atomic():
+            event = _insert(run, type, payload, step_key)
+    seq = event.seq
     data = {
         "run": run.pk,
         "seq": seq,

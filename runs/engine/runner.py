@@ -105,40 +105,32 @@ def definition_of(run: Run) -> Definition:
     return _parsed(run.pk, json.dumps(run.definition, sort_keys=True))
 
 
-def _states(run: Run) -> dict[str, scheduler.StepState]:
+def _snapshot(run: Run) -> tuple[dict[str, scheduler.StepState], dict[str, Any]]:
+    """Every step's scheduler state and template data, in one query."""
     rows = (
         StepRun.objects.for_tenant(run.tenant_id)
         .filter(run=run)
-        .values_list("step_key", "status", "route", "tolerated")
+        .values_list("step_key", "status", "route", "tolerated", "output", "error")
     )
-    return {
-        key: scheduler.StepState(status, route or None, tolerated)
-        for key, status, route, tolerated in rows
-    }
+    states, outputs = {}, {}
+    for key, status, route, tolerated, output, error in rows:
+        states[key] = scheduler.StepState(status, route or None, tolerated)
+        outputs[key] = {"output": output, "status": status, "error": error}
+    return states, outputs
 
 
-def _outputs(run: Run) -> dict[str, Any]:
-    rows = (
-        StepRun.objects.for_tenant(run.tenant_id)
-        .filter(run=run)
-        .values_list("step_key", "status", "output", "error")
-    )
-    return {
-        key: {"output": output, "status": status, "error": error}
-        for key, status, output, error in rows
-    }
+def template_scope(run: Run, outputs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    if outputs is None:
+        outputs = _snapshot(run)[1]
+    return {"input": run.input, "steps": outputs, "context": run.context, **extra}
 
 
-def template_scope(run: Run, **extra: Any) -> dict[str, Any]:
-    return {"input": run.input, "steps": _outputs(run), "context": run.context, **extra}
-
-
-def render_step_input(run: Run, step_def: StepDef) -> Any:
+def render_step_input(run: Run, step_def: StepDef, outputs: dict[str, Any] | None = None) -> Any:
     """The step's templated input (agent/router/manager/handoff/loop) or arguments (tool)."""
     from runs.engine.templating import render
 
     spec = step_def.spec
-    scope = template_scope(run)
+    scope = template_scope(run, outputs)
     if step_def.type == "tool":
         return render(spec.get("arguments", {}), scope)
     if step_def.type == "approval":
@@ -194,7 +186,7 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
     new_ids: list[int] = []
     pending_changes: list[str] | None = changed
     while True:
-        states = _states(run)
+        states, outputs = _snapshot(run)
         actions = scheduler.plan(definition, states, pending_changes)
         pending_changes = []
         for action in actions:
@@ -203,7 +195,7 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
 
                 try:
                     output = (
-                        render(definition.output, template_scope(run))
+                        render(definition.output, template_scope(run, outputs))
                         if definition.output is not None
                         else _last_output(run)
                     )
@@ -250,7 +242,7 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
                 return []
             status, error, step_input = StepStatus.QUEUED, None, None
             try:
-                step_input = render_step_input(run, step_def)
+                step_input = render_step_input(run, step_def, outputs)
             except TemplateError as exc:
                 status = StepStatus.FAILED
                 error = {
