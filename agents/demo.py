@@ -158,7 +158,7 @@ def _agents() -> list[dict[str, Any]]:
                 "system_prompt": (
                     "You are the billing support agent. Look up the refund policy before "
                     "answering and open a ticket for every refund request.\n"
-                    'SIMULATE call kb-search {"query": "refund policy", "k": 2}\n'
+                    'SIMULATE call kb-search {"query": "refund policy", "top_k": 2}\n'
                     'SIMULATE call ticket-create {"title": "Refund request", '
                     '"priority": "normal"}'
                 ),
@@ -178,7 +178,7 @@ def _agents() -> list[dict[str, Any]]:
                 "system_prompt": (
                     "You are the technical support agent. Search the runbooks, explain "
                     "the fix in steps, and open a ticket when it needs an engineer.\n"
-                    'SIMULATE call kb-search {"query": "checkout errors runbook", "k": 2}'
+                    'SIMULATE call kb-search {"query": "checkout errors runbook", "top_k": 2}'
                 ),
             },
         },
@@ -194,7 +194,7 @@ def _agents() -> list[dict[str, Any]]:
                 "temperature": 0.3,
                 "system_prompt": (
                     "Research the question using the knowledge base; cite document titles.\n"
-                    'SIMULATE call kb-search {"query": "shipping times", "k": 3}'
+                    'SIMULATE call kb-search {"query": "shipping times", "top_k": 3}'
                 ),
             },
         },

@@ -50,6 +50,13 @@ def test_support_ticket_runs_through_the_refund_approval(demo, world):
     ticket = Ticket.objects.for_tenant(demo).get(number=run.output["ticket"])
     assert ticket.status == "resolved"
     assert set(run.output["summary"]) == {"summary", "sentiment"}
+    from runs.models import RunEvent
+
+    tool_calls = [
+        e.payload for e in RunEvent.objects.unscoped().filter(run_id=run.pk, type="tool.call")
+    ]
+    assert {c["tool"] for c in tool_calls} >= {"ticket-create", "kb-search", "issue-refund"}
+    assert all("error" not in c for c in tool_calls), tool_calls
 
 
 def test_technical_tickets_skip_the_refund(demo):
