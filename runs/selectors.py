@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
 from agents.choices import AgentKind
 from agents.models import Agent, Tool
+from runs.choices import StepStatus
 from runs.engine.validation import AgentInfo, RegistryView, ToolInfo
+from runs.models import Run, StepRun
+
+FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED)
 
 
 def registry_view(tenant: Any) -> RegistryView:
@@ -34,3 +41,16 @@ def registry_view(tenant: Any) -> RegistryView:
         for tool in Tool.objects.for_tenant(tenant).only("slug", "status", "risk")
     }
     return RegistryView(agents=agents, tools=tools)
+
+
+def with_finished_steps(queryset: QuerySet[Run]) -> QuerySet[Run]:
+    """Runs annotated with ``finished_steps`` (succeeded, skipped or failed), in one query."""
+    finished = (
+        StepRun.objects.unscoped()
+        .filter(run=OuterRef("pk"), status__in=FINISHED_STEP_STATUSES)
+        .order_by()
+        .values("run")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return queryset.annotate(finished_steps=Coalesce(Subquery(finished), 0))

@@ -4,6 +4,10 @@ The server runs against the pytest test database, so test data must be
 committed: every browser test uses ``transactional_db`` (through ``live_url``).
 The server is started once per session and each test gets a fresh Chromium.
 
+The server dispatches run steps to a Celery queue of this session's own
+(``engine_queue``); a test that needs runs to execute starts a real worker process
+consuming that queue against the test database (``start_celery_worker``).
+
 Playwright's sync API keeps an asyncio loop running in the test's thread, where
 Django refuses ORM calls; ``orm(fn)`` runs a database check in a worker thread.
 """
@@ -18,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +31,9 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection, connections
 from playwright.sync_api import sync_playwright
+
+from controlplane.celery import app as celery_app
+from tests.processes import Worker
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -69,7 +77,39 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def asgi_server(django_db_setup, django_db_blocker):
+def engine_queue():
+    """The Celery queue of this session: the server (and this process) dispatch steps to it."""
+    queue = f"test-browser-{uuid.uuid4().hex[:8]}"
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    yield queue
+    celery_app.conf.task_default_queue = previous
+    with celery_app.connection_for_write() as conn:  # steps nobody ran must not linger
+        conn.default_channel.queue_purge(queue)
+
+
+@pytest.fixture
+def start_celery_worker(engine_queue):
+    """``start()``: a real worker process on the session's queue, against the test database.
+
+    Started when the test says so (steps dispatched before wait in the queue), and stopped
+    after the test.
+    """
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(engine_queue)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker, engine_queue):
     """``manage.py serve`` on a free port against the test database; its base URL."""
     assert connection.vendor == "postgresql", "browser tests need the PostgreSQL test database"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -79,6 +119,7 @@ def asgi_server(django_db_setup, django_db_blocker):
         "DATABASE_URL": _test_database_url(),
         "DEBUG": "false",
         "PYTHONUNBUFFERED": "1",
+        "CELERY_QUEUE": engine_queue,
     }
     env.pop("TEST_DATABASE_NAME", None)
     log_path = ARTIFACTS / f"server-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"

@@ -1,0 +1,14 @@
+"""Dashboard URLs of workflows and runs, under ``t/<slug:tenant>/`` (dashboard namespace)."""
+
+from django.urls import path
+
+from runs import views
+
+urlpatterns = [
+    path("workflows/", views.WorkflowListPage.as_view(), name="workflows"),
+    path("workflows/new/", views.WorkflowCreatePage.as_view(), name="workflow-create"),
+    path("workflows/<slug:slug>/", views.WorkflowDetailPage.as_view(), name="workflow-detail"),
+    path("workflows/<slug:slug>/start/", views.WorkflowStartPage.as_view(), name="workflow-start"),
+    path("runs/", views.RunListPage.as_view(), name="runs"),
+    path("runs/<int:pk>/", views.RunDetailPage.as_view(), name="run-detail"),
+]
