@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -27,7 +25,8 @@ from runs.api.serializers import (
     WorkflowVersionSerializer,
 )
 from runs.filtersets import RunFilterSet, WorkflowFilterSet
-from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+from runs.models import Run, RunEvent, Workflow, WorkflowVersion
+from runs.selectors import with_finished_steps
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -142,17 +141,9 @@ class RunViewSet(TenantViewSet):
     }
 
     def refine_queryset(self, queryset):
-        finished = (
-            StepRun.objects.unscoped()
-            .filter(run=OuterRef("pk"), status__in=["succeeded", "skipped", "failed"])
-            .order_by()
-            .values("run")
-            .annotate(n=Count("*"))
-            .values("n")
+        return with_finished_steps(
+            queryset.select_related("workflow", "workflow_version", "agent", "created_by")
         )
-        return queryset.select_related(
-            "workflow", "workflow_version", "agent", "created_by"
-        ).annotate(finished_steps=Coalesce(Subquery(finished), 0))
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
@@ -267,6 +258,3 @@ class RunViewSet(TenantViewSet):
         events = RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
         return Response(RunEventSerializer(events, many=True).data)
 
-
-def step_runs_of(run: Run):
-    return StepRun.objects.filter(run=run)

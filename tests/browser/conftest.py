@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,6 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -33,7 +31,7 @@ from django.db import connection, connections
 from playwright.sync_api import sync_playwright
 
 from controlplane.celery import app as celery_app
-from tests.processes import Worker
+from tests.processes import Worker, free_port, test_database_url
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -59,21 +57,6 @@ class FewIterationsPBKDF2PasswordHasher(PBKDF2PasswordHasher):
 def _fast_password_hashing(settings):
     # Overrides the suite's MD5 hasher: the server process only knows its default hashers.
     settings.PASSWORD_HASHERS = [f"{__name__}.FewIterationsPBKDF2PasswordHasher"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
 
 
 @pytest.fixture(scope="session")
@@ -113,10 +96,10 @@ def asgi_server(django_db_setup, django_db_blocker, engine_queue):
     """``manage.py serve`` on a free port against the test database; its base URL."""
     assert connection.vendor == "postgresql", "browser tests need the PostgreSQL test database"
     ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": test_database_url(),
         "DEBUG": "false",
         "PYTHONUNBUFFERED": "1",
         "CELERY_QUEUE": engine_queue,
