@@ -30,7 +30,19 @@ def approval_create(
     expires_at: Any = None,
     on_timeout: str = "deny",
 ) -> ApprovalRequest:
-    """Open a request a person must decide; audited."""
+    """Open a request a person must decide; audited.
+
+    Idempotent per waiting step: if the step already has a pending request (its worker
+    died after creating it, and the step ran again), that request is returned.
+    """
+    if step_run is not None:
+        existing = (
+            ApprovalRequest.objects.for_tenant(run.tenant_id)
+            .filter(step_run=step_run, kind=kind, status=ApprovalStatus.PENDING)
+            .first()
+        )
+        if existing is not None:
+            return existing
     approval = ApprovalRequest.objects.for_tenant(run.tenant_id).create(
         tenant_id=run.tenant_id,
         run=run,

@@ -259,3 +259,13 @@ class TestApprovalRules:
         body = assert_error_shape(late, 400)
         assert "already approved" in body["errors"][0]["detail"]
         assert ApprovalRequest.objects.unscoped().get(pk=approval.pk).decided_by == world.alice
+
+
+@pytest.mark.django_db
+def test_a_step_rerun_after_a_crash_reuses_its_pending_approval(world):
+    run = _run(world.acme)
+    step = StepRun.objects.unscoped().get(run=run)
+    first = approval_create(run=run, step_run=step, kind="approval", title="Go?")
+    again = approval_create(run=run, step_run=step, kind="approval", title="Go?")
+    assert first.pk == again.pk
+    assert ApprovalRequest.objects.unscoped().filter(step_run=step).count() == 1
