@@ -26,16 +26,46 @@ def _next_seq(run_id: int) -> int:
         return cursor.fetchone()[0]
 
 
+_RUN = Run._meta.db_table
+_EVENT = RunEvent._meta.db_table
+# PostgreSQL: number and insert in one statement (a data-modifying CTE holds the run row
+# lock until commit, so numbers stay gapless and ordered).
+_PG_INSERT = (
+    f"WITH s AS (UPDATE {_RUN} SET event_seq = event_seq + 1 WHERE id = %s "  # noqa: S608
+    "RETURNING event_seq) "
+    f"INSERT INTO {_EVENT} (tenant_id, run_id, seq, type, step_key, payload, created_at) "
+    "SELECT %s, %s, s.event_seq, %s, %s, %s, %s FROM s RETURNING id, seq"
+)
+
+
 def _insert(run: Run, type: str, payload: dict[str, Any] | None, step_key: str) -> RunEvent:
     event = RunEvent(
         tenant_id=run.tenant_id,
         run_id=run.pk,
-        seq=_next_seq(run.pk),
         type=type,
         step_key=step_key,
         payload=payload or {},
         created_at=timezone.now(),
     )
+    if connection.vendor == "postgresql":
+        field = RunEvent._meta.get_field("payload")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _PG_INSERT,
+                [
+                    run.pk,
+                    run.tenant_id,
+                    run.pk,
+                    type,
+                    step_key,
+                    field.get_db_prep_save(event.payload, connection),
+                    event.created_at,
+                ],
+            )
+            event.pk, event.seq = cursor.fetchone()
+        event._state.adding = False
+        return event
+    event.seq = _next_seq(run.pk)
     event.save(force_insert=True)
     return event
 
