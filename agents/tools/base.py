@@ -9,6 +9,8 @@ that every failure is a ``ToolError`` with a message a person can act on.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -120,9 +122,20 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
+_FORMATS = FormatChecker()
+
+
 def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    # Compiled once per distinct schema: every tool call validates its input and output.
+    return _compiled(json.dumps(schema, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=2048)
+def _compiled(schema_json: str) -> Draft202012Validator:
     # An empty registry: "$ref" resolves inside the schema only, never by fetching a URL.
-    return Draft202012Validator(schema, registry=Registry(), format_checker=FormatChecker())
+    return Draft202012Validator(
+        json.loads(schema_json), registry=Registry(), format_checker=_FORMATS
+    )
 
 
 def validate_schema(schema: Any, *, require_object: bool = False) -> list[str]:
