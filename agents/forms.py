@@ -9,169 +9,24 @@ write-only: their widgets never render a value, not even the one just typed.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from django import forms
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 
 from agents.choices import AgentKind, McpTransport, ProviderKind, Risk, Status, ToolKind
 from agents.models import Agent, ProviderConnection, Tool, ToolGrant
-from controlplane.tenancy.models import slug_validator
+from controlplane.dashboard.forms import (
+    SLUG_HELP,
+    DashboardForm,
+    JSONTextField,
+    ListTextField,
+    slug_field,
+    tags_field,
+    write_only_json,
+)
 
-SLUG_HELP = "1-50 lowercase letters, digits and hyphens; how runs and the API name it."
 HTTP_METHODS = [(m, m) for m in ("GET", "POST", "PUT", "PATCH", "DELETE")]
-
-
-# fields ------------------------------------------------------------------------------------
-
-
-class CodeTextarea(forms.Textarea):
-    def __init__(self, rows: int = 8, attrs: dict[str, Any] | None = None):
-        super().__init__(
-            attrs={"rows": rows, "class": "code", "spellcheck": "false", **(attrs or {})}
-        )
-
-
-class WriteOnlyTextarea(CodeTextarea):
-    """A textarea for secrets: renders empty, so a page never carries a secret value back."""
-
-    def get_context(self, name, value, attrs):
-        context = super().get_context(name, None, attrs)
-        context["widget"]["value"] = None
-        return context
-
-
-class JSONTextField(forms.CharField):
-    """JSON typed as text; ``expect`` is the type the value must have (dict or list).
-
-    A blank field means ``blank_value`` (e.g. ``{}``; ``None`` for "keep what is stored").
-    """
-
-    def __init__(self, *, expect: type = dict, blank_value: Any = None, rows: int = 8, **kwargs):
-        self.expect = expect
-        self.blank_value = blank_value
-        kwargs.setdefault("widget", CodeTextarea(rows=rows))
-        kwargs.setdefault("strip", True)
-        super().__init__(**kwargs)
-
-    def to_python(self, value):
-        text = super().to_python(value)
-        if text in self.empty_values:
-            return json.loads(json.dumps(self.blank_value))  # a fresh copy
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                code="invalid_json",
-            ) from None
-        if not isinstance(data, self.expect):
-            shape = "an object ({...})" if self.expect is dict else "a list ([...])"
-            raise ValidationError(f"Give {shape} here.", code="invalid_shape")
-        return data
-
-    def prepare_value(self, value):
-        if isinstance(value, dict | list):
-            return json.dumps(value, indent=2, ensure_ascii=False)
-        return value
-
-
-class ListTextField(forms.CharField):
-    """A list of strings typed with a separator (``","`` for tags, a new line for arguments)."""
-
-    def __init__(self, *, separator: str = ",", item_max_length: int = 50, **kwargs):
-        self.separator = separator
-        self.item_max_length = item_max_length
-        if separator == "\n":
-            kwargs.setdefault("widget", CodeTextarea(rows=3))
-        super().__init__(**kwargs)
-
-    def to_python(self, value):
-        text = super().to_python(value) or ""
-        lines = text.splitlines() if self.separator == "\n" else text.split(self.separator)
-        items = [item.strip() for item in lines]
-        items = [item for item in items if item]
-        too_long = [item for item in items if len(item) > self.item_max_length]
-        if too_long:
-            raise ValidationError(
-                f"Keep each entry to {self.item_max_length} characters: {too_long[0][:60]!r} "
-                "is longer."
-            )
-        return list(dict.fromkeys(items))
-
-    def prepare_value(self, value):
-        if isinstance(value, list):
-            return (", " if self.separator == "," else self.separator).join(value)
-        return value
-
-
-def tags_field() -> ListTextField:
-    return ListTextField(
-        required=False, help_text="Comma-separated, e.g. support, billing.", max_length=2000
-    )
-
-
-def slug_field(**kwargs) -> forms.CharField:
-    kwargs.setdefault("help_text", SLUG_HELP)
-    return forms.CharField(max_length=50, validators=[slug_validator], **kwargs)
-
-
-def write_only_json(help_text: str) -> JSONTextField:
-    return JSONTextField(
-        required=False,
-        blank_value=None,
-        rows=3,
-        widget=WriteOnlyTextarea(rows=3),
-        help_text=help_text,
-    )
-
-
-# the base ----------------------------------------------------------------------------------
-
-
-class DashboardForm(forms.Form):
-    """Errors linked to their fields for screen readers, and service errors put in place."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():
-            # not self[name]: a bound field made now would freeze today's help text
-            auto_id = self.auto_id % self.add_prefix(name)
-            field.widget.attrs["aria-describedby"] = f"{auto_id}_help {auto_id}_errors"
-
-    def full_clean(self):
-        super().full_clean()
-        self._mark_invalid()
-
-    @property
-    def has_field_errors(self) -> bool:
-        return any(name in self.fields for name in self.errors)
-
-    def _mark_invalid(self):
-        for name in self.errors:
-            if name in self.fields:
-                self.fields[name].widget.attrs["aria-invalid"] = "true"
-
-    def add_service_errors(self, exc: ValidationError) -> None:
-        """Put a service's ``ValidationError`` next to the fields it names.
-
-        A key such as ``config.temperature`` lands on the ``config`` field with its path kept
-        in the message; keys naming no field of this form become errors of the whole form.
-        """
-        if not hasattr(exc, "error_dict"):
-            for message in exc.messages:
-                self.add_error(None, message)
-            return
-        for key, messages in exc.message_dict.items():
-            field = key.split(".", 1)[0].split("[", 1)[0]
-            if field in self.fields:
-                self.add_error(field, [m if key == field else f"{key}: {m}" for m in messages])
-            elif key == NON_FIELD_ERRORS:
-                self.add_error(None, messages)
-            else:
-                self.add_error(None, [f"{key.replace('_', ' ')}: {m}" for m in messages])
-        self._mark_invalid()
 
 
 # agents ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from agents.forms import DashboardForm
+from controlplane.dashboard.forms import DashboardForm
 from policies.choices import ApprovalKind
 from policies.models import ApprovalRequest
 from runs.forms import SchemaForm

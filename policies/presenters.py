@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.views import pretty
+from controlplane.dashboard.pages import pretty
 from policies import services
 from policies.choices import ApprovalStatus
 from policies.forms import ApprovalDecisionForm, response_form

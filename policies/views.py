@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from agents.views import RegistryListPage, RegistryObjectPage
+from controlplane.dashboard.pages import RegistryListPage, RegistryObjectPage
 from controlplane.rbac.denials import record_denial
 from policies import services
 from policies.filtersets import ApprovalFilterSet

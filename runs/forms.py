@@ -20,7 +20,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-from agents.forms import DashboardForm, JSONTextField, slug_field, tags_field
+from controlplane.dashboard.forms import DashboardForm, JSONTextField, slug_field, tags_field
 
 SIMPLE_TYPES = ("string", "number", "integer", "boolean")
 JSON_FIELD = "json"  # the one field of a schema given as JSON

@@ -268,7 +268,7 @@ def run_cancel(*, run: Run, reason: str = "") -> Run:
     if runner.is_terminal(run.status):
         raise ValidationError({"status": f"The run already ended ({run.status})."})
     audit_record(action="run.cancel", target=run, tenant=run.tenant, metadata={"reason": reason})
-    runner._finish_run(run, RunStatus.CANCELLED, reason or "cancelled")
+    runner.finish_run(run, RunStatus.CANCELLED, reason or "cancelled")
     return run
 
 

@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 
 from agents.choices import AgentKind, Status
 from agents.models import Agent
-from agents.views import FormPage, RegistryListPage, RegistryObjectPage, pretty
+from controlplane.dashboard.pages import FormPage, RegistryListPage, RegistryObjectPage, pretty
 from policies.models import ApprovalRequest
 from policies.presenters import approval_cards
 from runs import services

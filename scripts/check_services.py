@@ -14,8 +14,12 @@ try:
 
     parsed = urlparse(db_url)
     with psycopg.connect(
-        host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres",
-        password=parsed.password, dbname="postgres", connect_timeout=3,
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        dbname="postgres",
+        connect_timeout=3,
     ) as conn:
         conn.execute("SELECT 1")
 except Exception as exc:
@@ -41,7 +45,6 @@ except Exception as exc:
     )
 
 if problems:
-    print("make test needs PostgreSQL and Redis running:\n" + "\n".join(problems),
-          file=sys.stderr)
+    print("make test needs PostgreSQL and Redis running:\n" + "\n".join(problems), file=sys.stderr)
     sys.exit(2)
 print("PostgreSQL and Redis answer.")

@@ -140,8 +140,12 @@ class Adapter(abc.ABC):
     def test_connection(self) -> ConnectionCheck:
         """Make one cheap call and report, in plain words, whether the provider answers."""
 
-    def close(self) -> None:  # noqa: B027 -- optional hook; adapters without a client keep nothing
-        """Release network resources held by the adapter, if any."""
+    def close(self) -> None:
+        """Release the SDK client (and its connections) the adapter holds, if any."""
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+            self._client = None
 
     @property
     def label(self) -> str:

@@ -78,11 +78,6 @@ class OpenAIAdapter(Adapter):
             )
         return self._client
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
     def chat(
         self,
         *,

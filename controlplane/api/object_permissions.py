@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from controlplane.audit.services import audit_record
 from controlplane.rbac.grants import (
     CrossTenantGrant,
-    grant_object_perm,
-    revoke_object_perm,
+    object_permission_grant,
+    object_permission_revoke,
     users_granted,
 )
 
@@ -72,27 +70,13 @@ class ObjectPermissionsMixin:
             raise serializers.ValidationError({"username": f"No user named {username!r}."})
         if request.method == "POST":
             try:
-                with transaction.atomic():
-                    grant_object_perm(user=user, perm=perm, obj=obj)
-                    audit_record(
-                        action="permission.grant",
-                        target=obj,
-                        tenant=self.tenant,
-                        after={"username": username, "permission": perm},
-                    )
+                object_permission_grant(user=user, perm=perm, obj=obj)
             except CrossTenantGrant:
                 raise serializers.ValidationError(
                     {"username": f"{username} is not a member of this tenant."}
                 ) from None
             return Response(self._holders(obj), status=status.HTTP_201_CREATED)
-        with transaction.atomic():
-            revoke_object_perm(user=user, perm=perm, obj=obj)
-            audit_record(
-                action="permission.revoke",
-                target=obj,
-                tenant=self.tenant,
-                before={"username": username, "permission": perm},
-            )
+        object_permission_revoke(user=user, perm=perm, obj=obj)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _holders(self, obj) -> list[dict]:

@@ -54,3 +54,35 @@ def remove_object_grants(obj: models.Model) -> None:
     ct = ContentType.objects.get_for_model(obj)
     UserObjectPermission.objects.filter(content_type=ct, object_pk=str(obj.pk)).delete()
     GroupObjectPermission.objects.filter(content_type=ct, object_pk=str(obj.pk)).delete()
+
+
+def object_permission_grant(*, user: Any, perm: str, obj: models.Model) -> None:
+    """Grant ``perm`` on ``obj`` to a member of its tenant; atomic with its audit row."""
+    from django.db import transaction
+
+    from controlplane.audit.services import audit_record
+
+    with transaction.atomic():
+        grant_object_perm(user=user, perm=perm, obj=obj)
+        audit_record(
+            action="permission.grant",
+            target=obj,
+            tenant=obj.tenant,
+            after={"username": user.get_username(), "permission": perm},
+        )
+
+
+def object_permission_revoke(*, user: Any, perm: str, obj: models.Model) -> None:
+    """Withdraw ``perm`` on ``obj`` from ``user``; atomic with its audit row."""
+    from django.db import transaction
+
+    from controlplane.audit.services import audit_record
+
+    with transaction.atomic():
+        revoke_object_perm(user=user, perm=perm, obj=obj)
+        audit_record(
+            action="permission.revoke",
+            target=obj,
+            tenant=obj.tenant,
+            before={"username": user.get_username(), "permission": perm},
+        )

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from agents.models import Agent
 from controlplane.api.base import TenantViewSet
+from controlplane.rbac.denials import record_denial
 from runs import services
 from runs.api.serializers import (
     RunDetailSerializer,
@@ -180,6 +181,12 @@ class RunViewSet(TenantViewSet):
                     {"workflow": f"No workflow {data['workflow']!r} in this tenant."}
                 )
             if not self.access.has_perm("runs.run_workflow", workflow):
+                record_denial(
+                    request=request,
+                    access=self.access,
+                    permission="runs.run_workflow",
+                    target=workflow,
+                )
                 self.permission_denied(request, message="You may not run this workflow.")
         else:
             agent = Agent.objects.filter(slug=data["agent"]).first()
@@ -188,6 +195,9 @@ class RunViewSet(TenantViewSet):
                     {"agent": f"No agent {data['agent']!r} in this tenant."}
                 )
             if not self.access.has_perm("agents.use_agent", agent):
+                record_denial(
+                    request=request, access=self.access, permission="agents.use_agent", target=agent
+                )
                 self.permission_denied(request, message="You may not use this agent.")
         existing = Run.objects.filter(idempotency_key=key).first() if key else None
         run = existing or services.run_start(
@@ -257,4 +267,3 @@ class RunViewSet(TenantViewSet):
             ) from None
         events = RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
         return Response(RunEventSerializer(events, many=True).data)
-

@@ -148,7 +148,9 @@ def render_step_input(run: Run, step_def: StepDef, outputs: dict[str, Any] | Non
 # Run transitions --------------------------------------------------------------------------
 
 
-def _finish_run(run: Run, status: str, reason: str = "", output: Any = None) -> None:
+def finish_run(run: Run, status: str, reason: str = "", output: Any = None) -> None:
+    """End the run (in the caller's transaction, run row locked): cancel what never ran and
+    pending approvals, emit the final event and audit it."""
     now = timezone.now()
     Run.objects.for_tenant(run.tenant_id).filter(pk=run.pk).update(
         status=status, status_reason=reason[:2000], output=output, finished_at=now, updated_at=now
@@ -200,9 +202,9 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
                         else _last_output(run)
                     )
                 except TemplateError as exc:
-                    _finish_run(run, RunStatus.FAILED, f"run output: {exc}")
+                    finish_run(run, RunStatus.FAILED, f"run output: {exc}")
                     return []
-                _finish_run(run, RunStatus.SUCCEEDED, "", output)
+                finish_run(run, RunStatus.SUCCEEDED, "", output)
                 return []
             if isinstance(action, scheduler.FailRun):
                 step = (
@@ -211,7 +213,7 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
                     .first()
                 )
                 message = (step.error or {}).get("message", "") if step else ""
-                _finish_run(
+                finish_run(
                     run, RunStatus.FAILED, f"step {action.step_id} failed: {message}".strip()
                 )
                 return []
@@ -236,7 +238,7 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
                 )
                 continue
             if run.step_count >= run.max_steps:
-                _finish_run(
+                finish_run(
                     run, RunStatus.FAILED, f"the run reached its maximum of {run.max_steps} steps"
                 )
                 return []
@@ -348,7 +350,7 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
         if run.deadline and run.deadline <= now:
             run = Run.objects.unscoped().select_for_update().get(pk=run.pk)
             if run.status in ACTIVE_RUN:
-                _finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
+                finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
             return None
         emit(
             run=run,
@@ -882,7 +884,7 @@ def sweep(now: Any = None) -> dict[str, int]:
                 .get(pk=run.pk)
             )
             if run.status in ACTIVE_RUN:
-                _finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
+                finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
                 counts["timed_out"] += 1
     return counts
 

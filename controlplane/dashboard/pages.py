@@ -1,0 +1,155 @@
+"""Base classes of dashboard pages: lists (filter, search, pagination), one-object pages
+(found inside the tenant first), form pages and their helpers. Every page derives from
+``TenantPageMixin`` through them, so tenant and permission checks are never skipped."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any, ClassVar
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.generic import TemplateView
+
+from controlplane.dashboard.base import TenantPageMixin
+from controlplane.rbac.denials import record_denial
+
+PAGE_SIZE = 50
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+# bases -------------------------------------------------------------------------------------
+
+
+class RegistryPage(TenantPageMixin, TemplateView):
+    """A registry page: its navigation section, and helpers for actions and errors."""
+
+    nav_section: ClassVar[str]
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["nav_section"] = self.nav_section
+        return data
+
+    def require(self, perm: str, obj: Any = None) -> None:
+        """Refuse (403, audited) an action that needs more than the page's POST permission."""
+        if not self.can(perm, obj):
+            record_denial(request=self.request, access=self.access, permission=perm)
+            raise PermissionDenied("Your role in this tenant does not allow this.")
+
+    def invalid(self, **forms: Any) -> HttpResponse:
+        """The page again with the forms' errors, answered 400."""
+        return self.render_to_response(self.get_context_data(**forms), status=400)
+
+    def url(self, name: str, **kwargs: Any) -> str:
+        return reverse(f"dashboard:{name}", kwargs={"tenant": self.tenant.slug, **kwargs})
+
+
+class RegistryListPage(RegistryPage):
+    """A filtered, searchable, paginated list; GET only."""
+
+    model: ClassVar[type]
+    filterset_class: ClassVar[type]
+    add_permission: ClassVar[str | None] = None
+
+    def get_queryset(self):
+        return self.model.objects.all()
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        filterset = self.filterset_class(self.request.GET, queryset=self.get_queryset())
+        objects = filterset.qs if filterset.is_valid() else self.model.objects.none()
+        page = Paginator(objects, PAGE_SIZE).get_page(self.request.GET.get("page"))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        data.update(
+            filterset=filterset,
+            page_obj=page,
+            objects=page.object_list,
+            filtered=any(value for value in query.values()),
+            query=query.urlencode(),
+            can_add=bool(self.add_permission) and self.can(self.add_permission),
+        )
+        return data
+
+
+class RegistryObjectPage(RegistryPage):
+    """A page about one object, found by ``lookup_field`` inside the tenant."""
+
+    model: ClassVar[type]
+    lookup_field: ClassVar[str] = "slug"
+    object_grants: ClassVar[bool] = False  # a guardian grant on the object also counts
+
+    def get_queryset(self):
+        return self.model.objects.all()
+
+    @cached_property
+    def object(self):
+        return get_object_or_404(
+            self.get_queryset(), **{self.lookup_field: self.kwargs[self.lookup_field]}
+        )
+
+    def get_permission_object(self):
+        obj = self.object  # first: a missing or foreign object is a 404 for every role
+        return obj if self.object_grants else None
+
+    def can_change(self) -> bool:
+        return self.can(self.post_permission_required, self.object if self.object_grants else None)
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["object"] = self.object
+        data["can_change"] = self.can_change()
+        return data
+
+    def set_status(self, update, label: str, **target: Any) -> HttpResponse:
+        """The disable / enable actions every registry object has."""
+        from agents.choices import Status
+
+        op = self.request.POST.get("op")
+        status = Status.DISABLED if op == "disable" else Status.ACTIVE
+        try:
+            update(**target, status=status)
+        except ValidationError as exc:
+            messages.error(self.request, f"{label} was not changed: {' '.join(exc.messages)}")
+            return redirect(self.request.path)
+        verb = "disabled" if status == Status.DISABLED else "enabled again"
+        messages.success(self.request, f"{label} {verb}.")
+        return redirect(self.request.path)
+
+
+class FormPage(RegistryPage):
+    """Create or edit through one form; subclasses build the form and call the service."""
+
+    def get_form(self, data=None):
+        raise NotImplementedError
+
+    def save(self, form) -> HttpResponse:
+        raise NotImplementedError
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["form"] = kwargs.get("form") or self.get_form()
+        return data
+
+    def post(self, request, *args, **kwargs):
+        form = self.get_form(request.POST)
+        if not form.is_valid():
+            return self.invalid(form=form)
+        try:
+            return self.save(form)
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+            return self.invalid(form=form)
+
+
+class ObjectFormPage(FormPage, RegistryObjectPage):
+    """Edit one object (found in the tenant first)."""
