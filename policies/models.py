@@ -1,4 +1,4 @@
-"""Policies app: approval requests now; policies, rules and decisions arrive with their issue."""
+"""Policies app: policies and their versions, stored decisions, approvals, spend counters."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 
 from controlplane.tenancy.managers import TenantScopedModel
-from policies.choices import ApprovalKind, ApprovalStatus
+from controlplane.tenancy.models import slug_validator
+from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
 
 
 class ApprovalRequest(TenantScopedModel):
@@ -38,6 +39,12 @@ class ApprovalRequest(TenantScopedModel):
     decided_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     on_timeout = models.CharField(max_length=16, default="deny")
+    policy = models.ForeignKey(
+        "Policy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rule = models.CharField(max_length=100, blank=True)
+    inputs_hash = models.CharField(max_length=64, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -47,3 +54,139 @@ class ApprovalRequest(TenantScopedModel):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Policy(TenantScopedModel):
+    """A named set of rules, rate limits and budgets; what it says lives in immutable versions.
+
+    ``active_version`` is the version being applied (None: nothing applied yet); newer
+    versions are drafts until activated. In ``log_only`` mode the rules are evaluated and
+    recorded as what they would have done, but never change a call's outcome.
+    """
+
+    slug = models.CharField(max_length=50, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    mode = models.CharField(max_length=16, choices=PolicyMode.choices, default=PolicyMode.ENFORCE)
+    active_version = models.ForeignKey(
+        "PolicyVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="policy_unique_slug"),
+        ]
+        permissions = [("approve_policy", "Decide approvals this policy requires")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PolicyVersion(TenantScopedModel):
+    """One immutable, validated definition (rules, rate limits, budgets) of a policy."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveIntegerField()
+    definition = models.JSONField()
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["policy", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "number"], name="policyversion_unique_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} v{self.number}"
+
+
+class PolicyDecision(TenantScopedModel):
+    """One answer of the decision point, with the rule that made it and the inputs it saw.
+
+    ``inputs`` keeps the request (arguments clipped) so a draft policy can be replayed
+    against recorded decisions; ``would_effect`` is what log-only policies would have said.
+    """
+
+    run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    step_key = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=20)
+    agent = models.CharField(max_length=50, blank=True)
+    tool = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    effect = models.CharField(max_length=20, choices=Effect.choices)
+    would_effect = models.CharField(max_length=20, blank=True)
+    policy = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rule = models.CharField(max_length=100, blank=True)
+    reason = models.CharField(max_length=500)
+    inputs_hash = models.CharField(max_length=64)
+    inputs = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["tenant", "-id"], name="policydecision_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.effect}"
+
+
+class ApprovalVote(TenantScopedModel):
+    """One person's approve or deny on a request; a quorum counts distinct approvers."""
+
+    approval = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    approve = models.BooleanField()
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "user"], name="approvalvote_one_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'approve' if self.approve else 'deny'} by {self.user_id}"
+
+
+class SpendCounter(TenantScopedModel):
+    """Spend against a budget scope (``run:<id>`` or ``day:<YYYY-MM-DD>``), with reservations.
+
+    A call reserves its estimate with a conditional UPDATE (used + reserved + estimate
+    within the limit) before it runs and reconciles to the actual spend after, so
+    concurrent calls cannot together overshoot a hard limit.
+    """
+
+    scope = models.CharField(max_length=40)
+    tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    steps = models.PositiveIntegerField(default=0)
+    reserved_tokens = models.BigIntegerField(default=0)
+    reserved_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "scope"], name="spendcounter_unique_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return self.scope

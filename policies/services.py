@@ -1,20 +1,31 @@
-"""Approval requests: created by approval steps, human agents, escalations (and later policies);
-decided exactly once; deciding resumes the waiting step."""
+"""Policies (versions, activation, mode, simulation, stored decisions) and approval requests
+(created by approval steps, human agents, escalations and policies; decided exactly once,
+with an optional quorum; deciding resumes the waiting step)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F, Max
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from controlplane import context
-from controlplane.audit.services import audit_record
+from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.roles import ROLE_RANK
-from policies.choices import ApprovalKind, ApprovalStatus
-from policies.models import ApprovalRequest
+from controlplane.tenancy.models import Tenant
+from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
+from policies.definition import DEFAULT_DEFINITION, validate_definition
+from policies.models import (
+    ApprovalRequest,
+    ApprovalVote,
+    Policy,
+    PolicyDecision,
+    PolicyVersion,
+)
 
 
 @transaction.atomic
@@ -29,20 +40,26 @@ def approval_create(
     response_schema: dict | None = None,
     expires_at: Any = None,
     on_timeout: str = "deny",
+    policy: Any = None,
+    rule: str = "",
+    inputs_hash: str = "",
+    required_approvals: int = 1,
 ) -> ApprovalRequest:
     """Open a request a person must decide; audited.
 
-    Idempotent per waiting step: if the step already has a pending request (its worker
-    died after creating it, and the step ran again), that request is returned.
+    Idempotent per waiting step (and, for policy requests, per call): if the step already
+    has a pending request (its worker died after creating it, and the step ran again),
+    that request is returned.
     """
     if step_run is not None:
-        existing = (
-            ApprovalRequest.objects.for_tenant(run.tenant_id)
-            .filter(step_run=step_run, kind=kind, status=ApprovalStatus.PENDING)
-            .first()
+        existing = ApprovalRequest.objects.for_tenant(run.tenant_id).filter(
+            step_run=step_run, kind=kind, status=ApprovalStatus.PENDING
         )
-        if existing is not None:
-            return existing
+        if inputs_hash:
+            existing = existing.filter(inputs_hash=inputs_hash)
+        found = existing.first()
+        if found is not None:
+            return found
     approval = ApprovalRequest.objects.for_tenant(run.tenant_id).create(
         tenant_id=run.tenant_id,
         run=run,
@@ -54,6 +71,10 @@ def approval_create(
         response_schema=response_schema,
         expires_at=expires_at,
         on_timeout=on_timeout,
+        policy=policy,
+        rule=rule[:100],
+        inputs_hash=inputs_hash,
+        required_approvals=max(1, required_approvals),
     )
     with context.tenant_context(run.tenant):
         audit_record(
@@ -65,15 +86,30 @@ def approval_create(
                 "title": approval.title,
                 "run": run.pk,
                 "step": step_run.step_key if step_run else None,
+                "required_role": required_role,
+                "quorum": approval.required_approvals,
+                **({"policy": policy.slug, "rule": rule} if policy is not None else {}),
             },
         )
     return approval
 
 
 def can_decide(*, access: Any, approval: ApprovalRequest) -> bool:
-    """The member's role reaches the request's required role (or a guardian grant, later)."""
+    """The member's role reaches the request's required role, or they hold a guardian
+    "approve" grant on the policy that asked for it or on the run's workflow."""
+    from controlplane.rbac.grants import has_object_perm
+
     required = ROLE_RANK.get(approval.required_role, ROLE_RANK["admin"])
-    return ROLE_RANK.get(access.role, -1) >= required
+    if ROLE_RANK.get(access.role, -1) >= required:
+        return True
+    if access.token_scope == "read":
+        return False
+    user = access.user
+    policy = approval.policy if approval.policy_id is not None else None
+    if policy is not None and has_object_perm(user, "policies.approve_policy", policy):
+        return True
+    workflow = getattr(approval.run, "workflow", None)
+    return workflow is not None and has_object_perm(user, "runs.approve_workflow", workflow)
 
 
 @transaction.atomic
@@ -86,14 +122,15 @@ def approval_decide(
     comment: str = "",
     response: Any = None,
 ) -> ApprovalRequest:
-    """Approve or deny; the first decision wins (a conditional UPDATE from pending).
+    """Approve or deny; decided exactly once.
 
-    For a human-agent request (kind "input") an approval carries ``response``, validated
-    against the request's schema. The waiting step finishes and the run continues.
+    The request row is locked while a vote is counted, so two people deciding at the same
+    moment are serialised: a deny decides at once; an approval decides when the quorum
+    (``required_approvals`` distinct people) is reached, earlier approvals are recorded
+    as votes. The final transition is a conditional UPDATE from pending, so the waiting
+    step is resumed exactly once. For a human-agent request (kind "input") an approval
+    carries ``response``, validated against the request's schema.
     """
-    from runs.engine.calls import StepFailure
-    from runs.engine.runner import resolve_waiting_step
-
     if access is not None and not can_decide(access=access, approval=approval):
         raise PermissionDenied(f"Deciding this request needs the {approval.required_role} role.")
     if approve and approval.kind == ApprovalKind.INPUT and approval.response_schema:
@@ -110,6 +147,48 @@ def approval_decide(
                     ]
                 }
             )
+    locked = (
+        ApprovalRequest.objects.for_tenant(approval.tenant_id)
+        .select_for_update(of=("self",))
+        .get(pk=approval.pk)
+    )
+    if locked.status != ApprovalStatus.PENDING:
+        raise ValidationError({"status": f"This request was already {locked.status}."})
+    if user is not None:
+        if (
+            ApprovalVote.objects.for_tenant(approval.tenant_id)
+            .filter(approval=locked, user=user)
+            .exists()
+        ):
+            raise ValidationError(
+                {"status": "You already voted on this request; another approver must decide."}
+            )
+        ApprovalVote.objects.for_tenant(approval.tenant_id).create(
+            tenant_id=approval.tenant_id,
+            approval=locked,
+            user=user,
+            approve=approve,
+            comment=comment,
+        )
+        if approve and locked.required_approvals > 1:
+            votes = (
+                ApprovalVote.objects.for_tenant(approval.tenant_id)
+                .filter(approval=locked, approve=True)
+                .count()
+            )
+            if votes < locked.required_approvals:
+                audit_record(
+                    action="approval.vote",
+                    target=locked,
+                    tenant=locked.run.tenant,
+                    after={
+                        "approve": True,
+                        "votes": votes,
+                        "quorum": locked.required_approvals,
+                        "comment": comment[:500],
+                    },
+                )
+                return locked
     status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
     won = (
         ApprovalRequest.objects.for_tenant(approval.tenant_id)
@@ -132,23 +211,33 @@ def approval_decide(
         tenant=approval.run.tenant,
         after={"status": status, "comment": comment[:500]},
     )
-    step = approval.step_run
-    if step is not None:
-        decided_by = user.get_username() if user else "system"
-        if approve:
-            if approval.kind == ApprovalKind.APPROVAL:
-                output = {"approved": True, "comment": comment, "decided_by": decided_by}
-            else:
-                output = response
-            resolve_waiting_step(step=step, output=output)
-        else:
-            resolve_waiting_step(
-                step=step,
-                failure=StepFailure(
-                    f"{decided_by} denied: {comment or approval.title}", code="denied"
-                ),
-            )
+    _resume(approval, approve, user, comment, response)
     return approval
+
+
+def _resume(approval: ApprovalRequest, approve: bool, user: Any, comment: str, response: Any):
+    from runs.engine.calls import StepFailure
+    from runs.engine.runner import requeue_waiting_step, resolve_waiting_step
+
+    step = approval.step_run
+    if step is None:
+        return
+    if approval.kind == ApprovalKind.POLICY:
+        # The step runs again; its policy check finds this decision and obeys it.
+        requeue_waiting_step(step=step, reason=f"approval {approval.pk} {approval.status}")
+        return
+    decided_by = user.get_username() if user else "system"
+    if approve:
+        if approval.kind == ApprovalKind.APPROVAL:
+            output = {"approved": True, "comment": comment, "decided_by": decided_by}
+        else:
+            output = response
+        resolve_waiting_step(step=step, output=output)
+    else:
+        resolve_waiting_step(
+            step=step,
+            failure=StepFailure(f"{decided_by} denied: {comment or approval.title}", code="denied"),
+        )
 
 
 def approvals_cancel_for_run(*, run: Any) -> int:
@@ -188,3 +277,371 @@ def approvals_expire(now: Any = None) -> int:
             )
             count += 1
     return count
+
+
+# Policies ------------------------------------------------------------------------------------
+
+POLICY_FIELDS = ["slug", "name", "description", "mode"]
+
+
+def validate_policy_definition(definition: Any) -> None:
+    """Raise a ValidationError listing every problem, each under ``definition.<path>``."""
+    errors = validate_definition(definition)
+    if errors:
+        grouped: dict[str, list[str]] = {}
+        for error in errors:
+            key = f"definition.{error.path}" if error.path else "definition"
+            grouped.setdefault(key, []).append(error.message)
+        raise ValidationError(grouped)
+
+
+def _bump_revision(tenant_id: int) -> None:
+    """Workers compare this with their compiled copy: the next decision recompiles."""
+    Tenant.objects.filter(pk=tenant_id).update(policy_revision=F("policy_revision") + 1)
+
+
+def _unique_policy_slug(tenant: Any, slug: str, exclude_pk: Any = None) -> None:
+    qs = Policy.objects.for_tenant(tenant).filter(slug=slug)
+    if exclude_pk:
+        qs = qs.exclude(pk=exclude_pk)
+    if qs.exists():
+        raise ValidationError({"slug": f"Policy {slug!r} already exists in this tenant."})
+
+
+def _add_version(policy: Policy, definition: dict, note: str, created_by: Any) -> PolicyVersion:
+    last = PolicyVersion.objects.filter(policy=policy).aggregate(n=Max("number"))["n"] or 0
+    return PolicyVersion.objects.create(
+        tenant_id=policy.tenant_id,
+        policy=policy,
+        number=last + 1,
+        definition=definition,
+        note=note[:300],
+        created_by=created_by,
+    )
+
+
+@transaction.atomic
+def policy_create(
+    *,
+    tenant: Any,
+    slug: str,
+    name: str,
+    definition: dict,
+    description: str = "",
+    mode: str = PolicyMode.ENFORCE,
+    note: str = "",
+    activate: bool = True,
+    created_by: Any = None,
+    is_default: bool = False,
+) -> Policy:
+    """Create a policy and its validated first version (applied at once unless ``activate``
+    is False, when it stays a draft to simulate first)."""
+    _unique_policy_slug(tenant, slug)
+    policy = Policy(
+        tenant=tenant,
+        slug=slug,
+        name=name,
+        description=description,
+        mode=mode,
+        is_default=is_default,
+    )
+    policy.full_clean(
+        exclude=["tenant", "active_version"], validate_unique=False, validate_constraints=False
+    )
+    validate_policy_definition(definition)
+    policy.save()
+    version = _add_version(policy, definition, note or "first version", created_by)
+    if activate:
+        _activate(policy, version)
+    audit_record(
+        action="policy.create",
+        target=policy,
+        tenant=tenant,
+        after={
+            **snapshot(policy, POLICY_FIELDS),
+            "version": version.number,
+            "active": activate,
+            "rules": len(definition.get("rules") or ()),
+        },
+    )
+    return policy
+
+
+def _activate(policy: Policy, version: PolicyVersion) -> None:
+    now = timezone.now()
+    PolicyVersion.objects.filter(pk=version.pk).update(activated_at=now)
+    version.activated_at = now
+    Policy.objects.filter(pk=policy.pk).update(active_version=version, updated_at=now)
+    policy.active_version = version
+    _bump_revision(policy.tenant_id)
+
+
+@transaction.atomic
+def policy_save_version(
+    *, policy: Policy, definition: dict, note: str = "", created_by: Any = None
+) -> PolicyVersion:
+    """Validate and store a new immutable version as a draft (not applied until activated)."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    validate_policy_definition(definition)
+    version = _add_version(policy, definition, note, created_by)
+    audit_record(
+        action="policy.version",
+        target=policy,
+        tenant=policy.tenant,
+        after={"version": version.number, "rules": len(definition.get("rules") or ())},
+        metadata={"note": note[:300]},
+    )
+    return version
+
+
+@transaction.atomic
+def policy_activate(*, policy: Policy, version: PolicyVersion) -> Policy:
+    """Apply ``version`` (a newer draft, or an older version to roll back to)."""
+    policy = Policy.objects.select_for_update().select_related("active_version").get(pk=policy.pk)
+    if version.policy_id != policy.pk:
+        raise ValidationError({"version": "That version belongs to another policy."})
+    previous = policy.active_version
+    if previous is not None and previous.pk == version.pk:
+        raise ValidationError({"version": f"Version {version.number} is already active."})
+    _activate(policy, version)
+    audit_record(
+        action="policy.activate",
+        target=policy,
+        tenant=policy.tenant,
+        before={"version": previous.number if previous else None},
+        after={"version": version.number},
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_set_mode(*, policy: Policy, mode: str) -> Policy:
+    """Switch between enforce and log_only; applies from the next decision."""
+    if mode not in PolicyMode.values:
+        raise ValidationError({"mode": f"Use one of: {', '.join(PolicyMode.values)}."})
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    if policy.mode == mode:
+        return policy
+    before = policy.mode
+    Policy.objects.filter(pk=policy.pk).update(mode=mode, updated_at=timezone.now())
+    policy.mode = mode
+    _bump_revision(policy.tenant_id)
+    audit_record(
+        action="policy.mode",
+        target=policy,
+        tenant=policy.tenant,
+        before={"mode": before},
+        after={"mode": mode},
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_update(*, policy: Policy, **changes: Any) -> Policy:
+    """Edit name, description or slug (rules change through versions, mode by its switch)."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    before = snapshot(policy, POLICY_FIELDS)
+    if "mode" in changes:
+        mode = changes.pop("mode")
+        if mode != policy.mode:
+            policy_set_mode(policy=policy, mode=mode)
+            policy.mode = mode
+    for field, value in changes.items():
+        if field == "slug" and value != policy.slug:
+            _unique_policy_slug(policy.tenant_id, value, policy.pk)
+        setattr(policy, field, value)
+    policy.full_clean(
+        exclude=["tenant", "active_version"], validate_unique=False, validate_constraints=False
+    )
+    policy.save()
+    after = snapshot(policy, POLICY_FIELDS)
+    if after != before:
+        audit_record(
+            action="policy.update", target=policy, tenant=policy.tenant, before=before, after=after
+        )
+    return policy
+
+
+@transaction.atomic
+def policy_delete(*, policy: Policy) -> None:
+    """Delete a policy and its versions; its rules stop applying at once."""
+    from controlplane.rbac.grants import remove_object_grants
+
+    tenant = policy.tenant
+    before = {**snapshot(policy, POLICY_FIELDS), "id": policy.pk}
+    remove_object_grants(policy)
+    audit_record(action="policy.delete", target=policy, tenant=tenant, before=before)
+    policy.delete()
+    _bump_revision(tenant.pk)
+
+
+def ensure_default_policy(tenant: Any) -> Policy | None:
+    """Give a tenant the default policy (destructive tools need approval) if it has none."""
+    if Policy.objects.for_tenant(tenant).filter(is_default=True).exists():
+        return None
+    with context.tenant_context(tenant):
+        return policy_create(
+            tenant=tenant,
+            slug="default",
+            name="Default policy",
+            description="Calls of destructive tools by agents wait for an admin's approval; "
+            "everything else is allowed. Edit it, or add policies of your own.",
+            definition=DEFAULT_DEFINITION,
+            note="created with the tenant",
+            is_default=True,
+        )
+
+
+def policy_version_diff(older: PolicyVersion, newer: PolicyVersion) -> list[dict[str, Any]]:
+    """Leaf changes between two versions, rules and rate limits keyed by their id."""
+    from agents.selectors import json_diff
+
+    def keyed(definition: dict) -> dict:
+        out = dict(definition)
+        for name in ("rules", "rate_limits"):
+            if isinstance(out.get(name), list):
+                out[name] = {str(item.get("id")): item for item in out[name]}
+        return out
+
+    return json_diff(keyed(older.definition), keyed(newer.definition))
+
+
+# Decisions -----------------------------------------------------------------------------------
+
+
+def record_decision(
+    *, tenant: Any, run_id: int | None, step_key: str, request: Any, decision: Any
+) -> PolicyDecision:
+    """Store one decision with its inputs; a refusal (or a log-only would-refuse) is audited."""
+    from runs.events import clip
+
+    row = PolicyDecision.objects.for_tenant(tenant).create(
+        tenant_id=tenant.pk,
+        run_id=run_id,
+        step_key=step_key[:100],
+        action=request.action,
+        agent=(request.agent or "")[:50],
+        tool=(request.tool or "")[:50],
+        model=(request.model or "")[:200],
+        effect=decision.effect,
+        would_effect=decision.would_effect,
+        policy_id=decision.policy_id,
+        policy_version_id=decision.version_id,
+        rule=(decision.rule or "")[:100],
+        reason=decision.reason[:500],
+        inputs_hash=decision.inputs_hash,
+        inputs=clip(request.recorded()),
+    )
+    if decision.effect != Effect.ALLOW or decision.would_effect in (
+        Effect.DENY,
+        Effect.REQUIRE_APPROVAL,
+    ):
+        with context.tenant_context(tenant):
+            audit_record(
+                action=f"policy.{decision.effect}",
+                target=row,
+                target_name=f"{request.action} {request.tool or request.agent or request.model}",
+                tenant=tenant,
+                after={
+                    "effect": decision.effect,
+                    "would_effect": decision.would_effect,
+                    "rule": decision.rule,
+                    "policy": decision.policy_slug,
+                    "reason": decision.reason,
+                    "run": run_id,
+                    "step": step_key,
+                    "inputs_hash": decision.inputs_hash,
+                },
+            )
+    return row
+
+
+# Simulation ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SimulationResult:
+    """How a draft would change recorded decisions: counts by (before, after) and the changes."""
+
+    version: int
+    replayed: int
+    changed: int
+    transitions: dict[str, int]
+    changes: list[dict[str, Any]]
+
+
+def simulate_version(
+    *, policy: Policy, version: PolicyVersion, limit: int = 500, mode: str | None = None
+) -> SimulationResult:
+    """Replay the inputs of the tenant's last ``limit`` decisions under the applied policies
+    (before) and under the same set with ``version`` applied to ``policy`` (after).
+
+    ``mode`` is the mode the draft would have (default: the policy's current mode), so a
+    log-only policy previews what it would do once enforced with ``mode="enforce"``.
+    Each replay uses the recorded time, so time conditions see the moment of the call.
+    """
+    from policies.decision import PolicyRequest, PolicySet, decide, load_policy_set
+    from policies.definition import compile_rules
+
+    limit = max(1, min(int(limit), 5000))
+    tenant_id = policy.tenant_id
+    before_set = load_policy_set(tenant_id, revision=-1)
+    log_only = (mode or policy.mode) == PolicyMode.LOG_ONLY
+    others = [
+        r
+        for index in (before_set.enforced, before_set.log_only)
+        for r in _all_rules(index)
+        if r.policy_id != policy.pk
+    ]
+    candidate = compile_rules(
+        version.definition,
+        policy_id=policy.pk,
+        policy_slug=policy.slug,
+        version_id=version.pk,
+        log_only=log_only,
+    )
+    after_set = PolicySet.build(revision=-1, rules=others + candidate)
+    rows = list(PolicyDecision.objects.for_tenant(tenant_id).order_by("-id")[:limit])
+    transitions: dict[str, int] = {}
+    changes = []
+    for row in rows:
+        request = PolicyRequest.from_recorded(tenant_id, row.inputs, run_id=row.run_id)
+        before = decide(request, before_set, now=row.created_at)
+        after = decide(request, after_set, now=row.created_at)
+        key = f"{before.effect}->{after.effect}"
+        transitions[key] = transitions.get(key, 0) + 1
+        if before.effect != after.effect:
+            changes.append(
+                {
+                    "decision": row.pk,
+                    "run": row.run_id,
+                    "step": row.step_key,
+                    "action": row.action,
+                    "agent": row.agent,
+                    "tool": row.tool,
+                    "model": row.model,
+                    "arguments": row.inputs.get("arguments"),
+                    "recorded": row.effect,
+                    "before": before.effect,
+                    "after": after.effect,
+                    "rule": after.rule or before.rule,
+                    "reason": after.reason,
+                    "at": row.created_at.isoformat(),
+                }
+            )
+    return SimulationResult(
+        version=version.number,
+        replayed=len(rows),
+        changed=len(changes),
+        transitions=dict(sorted(transitions.items())),
+        changes=changes,
+    )
+
+
+def _all_rules(index_by_action: dict[str, Any]) -> list[Any]:
+    seen: dict[tuple, Any] = {}
+    for index in index_by_action.values():
+        for items in index.buckets.values():
+            for order, rule in items:
+                seen.setdefault((rule.policy_id, rule.id), (order, rule))
+    return [rule for _, rule in sorted(seen.values(), key=lambda e: e[0][3])]

@@ -30,7 +30,10 @@ class Workflow(TenantScopedModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="workflow_unique_slug"),
         ]
-        permissions = [("run_workflow", "Start runs of the workflow")]
+        permissions = [
+            ("run_workflow", "Start runs of the workflow"),
+            ("approve_workflow", "Decide approvals of the workflow's runs"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -23,6 +23,8 @@ class Tenant(models.Model):
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
+    # Bumped whenever an applied policy changes, so workers know their compiled copy is stale.
+    policy_revision = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

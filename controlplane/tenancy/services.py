@@ -35,6 +35,9 @@ def tenant_create(*, slug: str, name: str, owner: Any | None = None) -> Tenant:
                 target=membership,
                 after=snapshot(membership, _MEMBERSHIP_FIELDS),
             )
+    from policies.services import ensure_default_policy
+
+    ensure_default_policy(tenant)
     return tenant
 
 

@@ -43,6 +43,7 @@ from agents.tools.base import ToolContext, ToolError, execute_tool, validation_e
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
 from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
+from runs.engine.runner import StepWaiting
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -258,6 +259,11 @@ class _AgentLoop:
             raise self.config_error(err.message) from None
         try:
             return self.loop(adapter, provider)
+        except StepWaiting as waiting:  # a policy asked for an approval: keep what was spent
+            waiting.input_tokens += self.input_tokens
+            waiting.output_tokens += self.output_tokens
+            waiting.cost_usd += self.cost
+            raise
         finally:
             adapter.close()
 
@@ -491,6 +497,11 @@ class _AgentLoop:
             f"calling model '{self.model}' for agent '{self.slug}'",
             code="policy_denied",
         )
+        reservation = None
+        if call.budget is not None:
+            reservation = call.budget.before_model(
+                provider=provider, model=self.model, max_tokens=self.config.get("max_tokens")
+            )
         started = time.perf_counter()
         try:
             reply = adapter.chat(
@@ -503,6 +514,8 @@ class _AgentLoop:
                 timeout=timeout,
             )
         except ProviderError as err:
+            if call.budget is not None:
+                call.budget.model_failed(reservation)
             latency_ms = (time.perf_counter() - started) * 1000
             call.emit(
                 "model.error",
@@ -534,6 +547,10 @@ class _AgentLoop:
         self.input_tokens += reply.input_tokens
         self.output_tokens += reply.output_tokens
         self.cost += cost
+        if call.budget is not None:
+            call.budget.after_model(
+                reservation, tokens=reply.input_tokens + reply.output_tokens, cost=cost
+            )
         call.emit(
             "model.call",
             {

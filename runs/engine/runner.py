@@ -57,6 +57,10 @@ class StepWaiting(Exception):
     def __init__(self, approval: Any) -> None:
         super().__init__(approval.title)
         self.approval = approval
+        # tokens and cost already spent by the attempt that now waits (kept on the step)
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd = 0.0
 
 
 @dataclasses.dataclass
@@ -86,6 +90,15 @@ class StepContext:
     check_cancel: Callable[[], None]
     next_call_index: Callable[[], int]
     save_state: Callable[[dict[str, Any]], None]
+    _policy: Any = None
+
+    def policy(self) -> Any:
+        """The step's policy enforcement (``policies.enforcement.StepPolicy``), made once."""
+        if self._policy is None:
+            from policies.enforcement import StepPolicy
+
+            self._policy = StepPolicy(self)
+        return self._policy
 
 
 def lease_seconds() -> int:
@@ -468,6 +481,8 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
             dataclasses.replace(current, tenant=run.tenant, system=f"worker:{step.claimed_by}")
         )
         try:
+            if ctx.policy().policy_set.budgets:
+                ctx.policy().step_started()
             return execute(ctx)
         finally:
             context.reset_context(token_ctx)
@@ -500,7 +515,7 @@ def execute_step(step_id: int, worker: str) -> None:
         except StepCancelled as exc:
             _finish_cancelled(step, token, str(exc))
         except StepWaiting as waiting:
-            _finish_waiting(step, token, waiting.approval)
+            _finish_waiting(step, token, waiting)
         except StepFailure as failure:
             _finish_failure(step, token, failure)
         except Exception as exc:  # a bug in an executor must not kill the worker loop
@@ -637,6 +652,19 @@ def _apply_on_error(run: Run, step: StepRun, step_def: StepDef, failure: StepFai
     now = timezone.now()
     on_error = step_def.on_error
     error = failure.as_dict()
+    if failure.code == "budget_exceeded":
+        # a hard budget stops the run whatever the step's on_error says
+        StepRun.objects.unscoped().filter(pk=step.pk).update(
+            status=StepStatus.FAILED,
+            error=error,
+            finished_at=now,
+            lease_expires_at=None,
+            claim_token="",
+            updated_at=now,
+        )
+        emit(run=run, type="step.failed", step_key=step.step_key, payload={**error})
+        finish_run(run, RunStatus.FAILED, failure.message)
+        return
     if (
         isinstance(on_error, dict)
         and on_error.get("fallback")
@@ -713,7 +741,24 @@ def _mark_waiting(run: Run) -> None:
         emit(run=run, type="run.waiting", payload={})
 
 
-def _finish_waiting(step: StepRun, token: str, approval: Any) -> None:
+def _account_waiting(run: Run, step: StepRun, waiting: StepWaiting) -> None:
+    if not (waiting.input_tokens or waiting.output_tokens or waiting.cost_usd):
+        return
+    cost = Decimal(str(round(waiting.cost_usd, 6)))
+    StepRun.objects.unscoped().filter(pk=step.pk).update(
+        input_tokens=F("input_tokens") + waiting.input_tokens,
+        output_tokens=F("output_tokens") + waiting.output_tokens,
+        cost_usd=F("cost_usd") + cost,
+    )
+    Run.objects.unscoped().filter(pk=run.pk).update(
+        input_tokens=F("input_tokens") + waiting.input_tokens,
+        output_tokens=F("output_tokens") + waiting.output_tokens,
+        cost_usd=F("cost_usd") + cost,
+    )
+
+
+def _finish_waiting(step: StepRun, token: str, waiting: StepWaiting) -> None:
+    approval = waiting.approval
     with transaction.atomic():
         run = _lock_run(step)
         updated = (
@@ -728,6 +773,7 @@ def _finish_waiting(step: StepRun, token: str, approval: Any) -> None:
         )
         if updated != 1 or run.status not in ACTIVE_RUN:
             return
+        _account_waiting(run, step, waiting)
         _mark_waiting(run)
         emit(
             run=run,
@@ -788,6 +834,34 @@ def resolve_waiting_step(
         payload={"output": clip(output), "decided": True},
     )
     dispatch(advance(run, [step.step_key]))
+
+
+def requeue_waiting_step(*, step: StepRun, reason: str) -> None:
+    """A decision the step waited on was made: run the step again (inside the caller's atomic).
+
+    Used for approvals a policy asked for in the middle of a step: the step starts over,
+    its calls keep their idempotency keys (so tools that honour them do not repeat side
+    effects) and the policy check finds the decision.
+    """
+    run = _lock_run(step)
+    if run.status not in ACTIVE_RUN:
+        return
+    updated = (
+        StepRun.objects.unscoped()
+        .filter(pk=step.pk, status=StepStatus.WAITING)
+        .update(
+            status=StepStatus.QUEUED,
+            claim_token="",
+            lease_expires_at=None,
+            not_before=None,
+            updated_at=timezone.now(),
+        )
+    )
+    if updated != 1:
+        return
+    _restore_running(run)
+    emit(run=run, type="step.requeued", step_key=step.step_key, payload={"reason": reason})
+    dispatch([step.pk])
 
 
 def _restore_running(run: Run) -> None:

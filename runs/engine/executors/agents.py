@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.choices import AgentKind, Status
 from agents.http_agent import HttpAgentError, call_http_agent
 from agents.models import Agent, AgentVersion
-from policies.decision import Decision, PolicyRequest, decide
+from policies.decision import PolicyRequest
 from runs.engine.calls import AgentCall, AgentResult, StepFailure
 from runs.engine.runner import StepContext, StepOutcome, StepWaiting
 from runs.models import AgentMemory, StepRun
@@ -34,26 +34,8 @@ def load_agent(ctx: StepContext, slug: str) -> tuple[Agent, AgentVersion]:
 
 
 def policy_for(ctx: StepContext):
-    """A policy function that records every decision in the run's timeline."""
-
-    def check(request: PolicyRequest) -> Decision:
-        decision = decide(request)
-        ctx.emit(
-            "policy.decision",
-            {
-                "action": request.action,
-                "agent": request.agent,
-                "tool": request.tool,
-                "model": request.model,
-                "effect": decision.effect,
-                "reason": decision.reason,
-                "rule": decision.rule,
-                "inputs_hash": decision.inputs_hash,
-            },
-        )
-        return decision
-
-    return check
+    """The step's policy check: decides, records, asks for approvals (see StepPolicy)."""
+    return ctx.policy().check
 
 
 def _memory(agent: Agent) -> dict[str, Any]:
@@ -92,6 +74,7 @@ def make_call(
         memory=_memory(agent),
         emit=ctx.emit,
         policy=policy_for(ctx),
+        budget=ctx.policy(),
         next_call_index=ctx.next_call_index,
         check_cancel=ctx.check_cancel,
         deadline=ctx.deadline,

@@ -1,0 +1,308 @@
+"""Policy enforcement inside a step: decisions, approvals, rate limits and budgets.
+
+The runner creates one ``StepPolicy`` per executed step. ``check`` is what the engine's
+call sites call before every agent invocation, model call and tool call: it applies the
+rate limits, asks the decision point, turns a ``require_approval`` into an approval
+request (or finds the decision a person already made on the same call), stores the
+decision, audits refusals and records a ``policy.decision`` event in the run's timeline.
+``before_model`` / ``after_model`` reserve and reconcile budget spend around each model
+call; ``step_started`` counts the step against the step and wall-time budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Any
+
+from django.utils import timezone
+
+from policies.choices import ApprovalKind, ApprovalStatus, Effect
+from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy_set_for
+from runs.engine.calls import StepFailure
+
+RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
+DEFAULT_OUTPUT_ESTIMATE = 1024  # tokens reserved for a model call without max_tokens
+
+
+class BudgetExceeded(StepFailure):
+    """A hard budget was reached: the run stops (whatever the step's on_error says)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Budget exceeded: {reason}", code="budget_exceeded")
+        self.reason = reason
+
+
+def _budgets_for(policy_set: PolicySet, tenant_id: int, run_id: int) -> dict[str, Any]:
+    from policies.limits import Budget, day_scope, run_scope
+
+    out: dict[str, Any] = {}
+    names = {"run": run_scope(run_id), "tenant_daily": day_scope()}
+    for key, scope in names.items():
+        limits = policy_set.budgets.get(key)
+        if limits:
+            fields = {f.name for f in dataclasses.fields(Budget)}
+            out[scope] = Budget(**{k: v for k, v in limits.items() if k in fields})
+    return out
+
+
+class StepPolicy:
+    """Policy enforcement for one executing step (see the module docstring)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.run = ctx.run
+        self.tenant = ctx.run.tenant
+        self.policy_set = policy_set_for(self.tenant)
+        self._spend: dict[str, Any] | None = None
+
+    # -- spend ---------------------------------------------------------------------------------
+
+    def spend(self) -> dict[str, Any]:
+        """The run's spend when the step started (tokens, cost, steps, wall time)."""
+        if self._spend is None:
+            from runs.models import StepRun
+
+            run = self.run
+            started = run.started_at or run.created_at
+            self._spend = {
+                "tokens": int(run.input_tokens + run.output_tokens),
+                "cost_usd": float(run.cost_usd),
+                "steps": StepRun.objects.unscoped().filter(run_id=run.pk).count(),
+                "wall_seconds": round((timezone.now() - started).total_seconds(), 3),
+            }
+        return self._spend
+
+    def _soft_acknowledged(self) -> set[str]:
+        from policies.models import ApprovalRequest
+
+        return set(
+            ApprovalRequest.objects.for_tenant(self.tenant)
+            .filter(run_id=self.run.pk, kind=ApprovalKind.POLICY, rule__startswith="budget:")
+            .filter(status=ApprovalStatus.APPROVED)
+            .values_list("rule", flat=True)
+        )
+
+    def _budget_wait(self, reason: str, key: str) -> None:
+        """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
+        from policies.services import approval_create
+        from runs.engine.runner import StepWaiting
+
+        approval = approval_create(
+            run=self.run,
+            step_run=self.ctx.step,
+            kind=ApprovalKind.POLICY,
+            title=f"Budget: {reason}"[:300],
+            details={"budget": key, "reason": reason},
+            required_role="admin",
+            rule=key,
+            inputs_hash=key,
+        )
+        raise StepWaiting(approval)
+
+    def _reserve(self, estimate: Any) -> Any:
+        from policies.limits import reserve
+
+        budgets = _budgets_for(self.policy_set, self.tenant.pk, self.run.pk)
+        if not budgets:
+            return None
+        acknowledged = self._soft_acknowledged()
+        check = reserve(
+            self.tenant.pk,
+            estimate,
+            budgets,
+            wall_seconds=self.spend()["wall_seconds"],
+            soft_acknowledged={k.removeprefix("budget:") for k in acknowledged},
+        )
+        if check.ok:
+            return check.reservation
+        if check.hard:
+            raise BudgetExceeded(check.reason)
+        self._budget_wait(check.reason, f"budget:{check.scope}:{check.dimension}")
+        return None
+
+    def step_started(self) -> None:
+        """Count the step against the budgets (raises BudgetExceeded or StepWaiting)."""
+        from policies.limits import Spend, reconcile
+
+        reservation = self._reserve(Spend(steps=1))
+        if reservation is not None:
+            reconcile(reservation, Spend(steps=1))
+
+    def before_model(self, *, provider: Any, model: str, max_tokens: int | None) -> Any:
+        """Reserve an estimate of the next model call's spend; None when no budget applies."""
+        from agents.providers.base import cost_usd
+        from policies.limits import Spend
+
+        if not self.policy_set.budgets:
+            return None
+        output = int(max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+        last_input = int(self.run.input_tokens or 0) // max(1, self.spend()["steps"])
+        estimate_cost = cost_usd(provider, model, last_input, output) if provider else 0.0
+        return self._reserve(Spend(tokens=last_input + output, cost_usd=estimate_cost))
+
+    def after_model(self, reservation: Any, *, tokens: int, cost: float) -> None:
+        from policies.limits import Spend, reconcile
+
+        if reservation is not None:
+            reconcile(reservation, Spend(tokens=int(tokens), cost_usd=float(cost)))
+
+    def model_failed(self, reservation: Any) -> None:
+        from policies.limits import release
+
+        if reservation is not None:
+            release(reservation)
+
+    # -- rate limits ---------------------------------------------------------------------------
+
+    def _rate_limited(self, request: PolicyRequest) -> Decision | None:
+        if not self.policy_set.rate_limits or request.action not in ("call_model", "call_tool"):
+            return None
+        from policies.limits import check_rate_limits
+
+        waited = 0.0
+        while True:
+            verdict = check_rate_limits(
+                self.tenant.pk,
+                self.policy_set.rate_limits,
+                agent=request.agent,
+                tool=request.tool if request.action == "call_tool" else None,
+            )
+            if verdict.allowed:
+                return None
+            pause = verdict.retry_after
+            remaining = None if self.ctx.deadline is None else self.ctx.deadline - time.monotonic()
+            fits = remaining is None or pause < remaining - 1
+            if (
+                request.action == "call_model"
+                and waited + pause <= RATE_LIMIT_WAIT_SECONDS
+                and fits
+            ):
+                time.sleep(pause)
+                waited += pause
+                continue
+            return Decision(
+                effect=Effect.DENY,
+                reason=f"rate limit '{verdict.limit_id}' reached: retry after "
+                f"{verdict.retry_after:.1f} s",
+                rule=f"rate:{verdict.limit_id}",
+                inputs_hash=request.digest(),
+            )
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def check(self, request: PolicyRequest) -> Decision:
+        """Decide one call; see the module docstring. May raise StepWaiting."""
+        request = dataclasses.replace(request, spend=self.spend(), step_key=self.ctx.step.step_key)
+        decision = self._rate_limited(request) or decide(request, self.policy_set)
+        if decision.effect == Effect.REQUIRE_APPROVAL:
+            decision = self._with_approval(request, decision)
+        self._record(request, decision)
+        if decision.effect == Effect.REQUIRE_APPROVAL:
+            self._wait_for_approval(request, decision)
+        return decision
+
+    def _with_approval(self, request: PolicyRequest, decision: Decision) -> Decision:
+        """The decision a person made on this very call in this step, if any."""
+        from policies.models import ApprovalRequest
+
+        approval = (
+            ApprovalRequest.objects.for_tenant(self.tenant)
+            .filter(
+                step_run=self.ctx.step,
+                kind=ApprovalKind.POLICY,
+                inputs_hash=decision.inputs_hash,
+            )
+            .exclude(status__in=(ApprovalStatus.PENDING, ApprovalStatus.CANCELLED))
+            .select_related("decided_by")
+            .order_by("-id")
+            .first()
+        )
+        if approval is None:
+            return decision
+        approved = approval.status == ApprovalStatus.APPROVED or (
+            approval.status == ApprovalStatus.EXPIRED and approval.on_timeout == "approve"
+        )
+        who = approval.decided_by.get_username() if approval.decided_by else "expiry"
+        note = f" ({approval.comment})" if approval.comment else ""
+        if approved:
+            reason = f"approved by {who}{note} (approval {approval.pk}); {decision.reason}"
+            effect = Effect.ALLOW
+        else:
+            verb = "expired" if approval.status == ApprovalStatus.EXPIRED else f"denied by {who}"
+            reason = f"approval {approval.pk} {verb}{note}; {decision.reason}"
+            effect = Effect.DENY
+        return dataclasses.replace(decision, effect=effect, reason=reason[:500])
+
+    def _wait_for_approval(self, request: PolicyRequest, decision: Decision) -> None:
+        from policies.models import Policy
+        from policies.services import approval_create
+        from runs.engine.runner import StepWaiting
+
+        rule = decision.matched
+        approvers = rule.approvers if rule is not None else None
+        expires_at = None
+        if approvers is not None and approvers.expires_after_minutes:
+            expires_at = timezone.now() + dt.timedelta(minutes=approvers.expires_after_minutes)
+        what = {
+            "call_tool": f"call tool '{request.tool}'",
+            "call_model": f"call model '{request.model}'",
+            "invoke_agent": f"run agent '{request.agent}'",
+            "delegate": f"delegate to agent '{request.agent}'",
+        }[request.action]
+        policy = (
+            Policy.objects.for_tenant(self.tenant).filter(pk=decision.policy_id).first()
+            if decision.policy_id
+            else None
+        )
+        approval = approval_create(
+            run=self.run,
+            step_run=self.ctx.step,
+            kind=ApprovalKind.POLICY,
+            title=f"Approve: {request.agent or 'the run'} wants to {what}"[:300],
+            details={
+                "action": request.action,
+                "agent": request.agent,
+                "tool": request.tool,
+                "model": request.model,
+                "arguments": request.arguments,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "policy": decision.policy_slug,
+            },
+            required_role=approvers.role if approvers else "admin",
+            required_approvals=approvers.quorum if approvers else 1,
+            expires_at=expires_at,
+            on_timeout=approvers.on_expiry if approvers else "deny",
+            policy=policy,
+            rule=decision.rule or "",
+            inputs_hash=decision.inputs_hash,
+        )
+        raise StepWaiting(approval)
+
+    def _record(self, request: PolicyRequest, decision: Decision) -> None:
+        from policies.services import record_decision
+
+        record_decision(
+            tenant=self.tenant,
+            run_id=self.run.pk,
+            step_key=self.ctx.step.step_key,
+            request=request,
+            decision=decision,
+        )
+        self.ctx.emit(
+            "policy.decision",
+            {
+                "action": request.action,
+                "agent": request.agent,
+                "tool": request.tool,
+                "model": request.model,
+                "effect": decision.effect,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "policy": decision.policy_slug,
+                "would_effect": decision.would_effect,
+                "inputs_hash": decision.inputs_hash,
+            },
+        )

@@ -1,0 +1,45 @@
+"""Rate limits and budgets as declared by applied policies, merged into one configuration.
+
+Several policies may declare limits: every rate limit applies (each its own bucket,
+namespaced by policy so two policies with the same limit id do not share one), and for
+budgets the strictest value of each dimension wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def rate_limits_of(definitions: list[dict[str, Any]]) -> list[Any]:
+    """Every rate limit of the given definitions, as ``policies.limits.RateLimit``."""
+    if not any(definition.get("rate_limits") for definition in definitions):
+        return []
+    from policies.limits import RateLimit
+
+    out = []
+    for number, definition in enumerate(definitions):
+        for entry in definition.get("rate_limits") or ():
+            out.append(
+                RateLimit(
+                    id=f"{number}.{entry['id']}",
+                    scope=entry["scope"],
+                    target=entry.get("target", "*"),
+                    limit=int(entry["limit"]),
+                    per_seconds=float(entry["per_seconds"]),
+                    burst=entry.get("burst"),
+                )
+            )
+    return out
+
+
+def merge_budgets(definitions: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{"run": {...}, "tenant_daily": {...}}`` with the smallest value of each dimension."""
+    merged: dict[str, dict[str, float]] = {}
+    for definition in definitions:
+        for scope, limits in (definition.get("budgets") or {}).items():
+            target = merged.setdefault(scope, {})
+            for dimension, value in limits.items():
+                if value is None:
+                    continue
+                target[dimension] = min(value, target.get(dimension, value))
+    return merged
