@@ -282,8 +282,14 @@ class StepPolicy:
         raise StepWaiting(approval)
 
     def _record(self, request: PolicyRequest, decision: Decision) -> None:
+        from django.db import transaction
+
         from policies.services import record_decision
 
+        with transaction.atomic():  # one commit for the decision row, its audit and its event
+            self._store(request, decision, record_decision)
+
+    def _store(self, request: PolicyRequest, decision: Decision, record_decision: Any) -> None:
         record_decision(
             tenant=self.tenant,
             run_id=self.run.pk,
