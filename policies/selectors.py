@@ -25,9 +25,25 @@ def decidable_by(access: Any) -> Q:
 
 
 def pending_for(access: Any) -> QuerySet[ApprovalRequest]:
-    """Pending requests of the member's tenant that they may decide."""
+    """Pending requests of the member's tenant that they may decide (as ``can_decide``): by
+    role, or by a guardian "approve" grant on the asking policy or on the run's workflow."""
+    condition = decidable_by(access)
+    if access.token_scope != "read" and getattr(access.user, "is_authenticated", False):
+        from controlplane.rbac.grants import objects_granted
+        from policies.models import Policy
+        from runs.models import Workflow
+
+        policies = objects_granted(
+            access.user, "policies.approve_policy", Policy.objects.for_tenant(access.tenant)
+        )
+        workflows = objects_granted(
+            access.user, "runs.approve_workflow", Workflow.objects.for_tenant(access.tenant)
+        )
+        condition |= Q(policy__in=policies.values("pk")) | Q(
+            run__workflow__in=workflows.values("pk")
+        )
     return ApprovalRequest.objects.for_tenant(access.tenant).filter(
-        decidable_by(access), status=ApprovalStatus.PENDING
+        condition, status=ApprovalStatus.PENDING
     )
 
 
@@ -40,4 +56,21 @@ def inbox(queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
     )
     return queryset.select_related("run", "run__workflow", "step_run", "decided_by").order_by(
         pending, "-id"
+    )
+
+
+def with_version_counts(queryset: QuerySet) -> QuerySet:
+    """Policies with ``versions_count`` and ``latest_version`` (the newest number) annotated,
+    and their applied version loaded."""
+    from django.db.models import Count, OuterRef, Subquery
+
+    from policies.models import PolicyVersion
+
+    # correlated to the outer (tenant-scoped) policy row, so it needs no tenant of its own
+    versions = PolicyVersion.objects.unscoped().filter(policy=OuterRef("pk")).order_by()
+    count = versions.values("policy").annotate(n=Count("pk")).values("n")
+    latest = versions.order_by("-number").values("number")[:1]
+    return queryset.select_related("active_version").annotate(
+        versions_count=Subquery(count, output_field=IntegerField()),
+        latest_version=Subquery(latest, output_field=IntegerField()),
     )

@@ -397,7 +397,11 @@ def policy_save_version(
 @transaction.atomic
 def policy_activate(*, policy: Policy, version: PolicyVersion) -> Policy:
     """Apply ``version`` (a newer draft, or an older version to roll back to)."""
-    policy = Policy.objects.select_for_update().select_related("active_version").get(pk=policy.pk)
+    policy = (
+        Policy.objects.select_for_update(of=("self",))
+        .select_related("active_version")
+        .get(pk=policy.pk)
+    )
     if version.policy_id != policy.pk:
         raise ValidationError({"version": "That version belongs to another policy."})
     previous = policy.active_version

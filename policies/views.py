@@ -1,6 +1,14 @@
-"""Dashboard pages of approvals: the inbox (pending first) and one request, decided here.
+"""Dashboard pages of policies and approvals.
 
-Deciding mirrors the API: the page's POST permission is the API's (viewing requests), and
+Policies: the list, create (v1 may stay a draft), one policy (its applied rules, a new
+draft version from the JSON editor with problems shown under their path, version history
+with a diff between any two versions, activate a draft, roll back to an older version,
+switch enforce / log only, delete), the simulation of a version against the tenant's
+recorded decisions, and the recent decisions. Pages parse; ``policies.services`` validate
+and write; actions needing more than the page's POST permission check it with ``require``.
+
+Approvals: the inbox (pending first) and one request, decided here. Deciding mirrors the
+API: the page's POST permission is the API's (viewing requests), and
 ``policies.services.approval_decide`` is called with the page's access. Whether this member
 may decide this request is checked first (``can_decide``): a refusal is a 403, audited
 like every refused page. A request decided meanwhile is reported, never decided twice.
@@ -8,22 +16,395 @@ like every refused page. A request decided meanwhile is reported, never decided 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from controlplane.dashboard.pages import RegistryListPage, RegistryObjectPage
+from agents.choices import Risk, Status
+from agents.forms import VersionDiffForm
+from agents.models import Tool
+from controlplane.dashboard.pages import FormPage, RegistryListPage, RegistryObjectPage, pretty
 from controlplane.rbac.denials import record_denial
+from controlplane.rbac.grants import users_granted
 from policies import services
-from policies.filtersets import ApprovalFilterSet
-from policies.forms import ApprovalDecisionForm, response_form
-from policies.models import ApprovalRequest
-from policies.presenters import approval_cards
+from policies.choices import PolicyMode
+from policies.definition import CONDITION_VARIABLES
+from policies.filtersets import ApprovalFilterSet, DecisionFilterSet, PolicyListFilterSet
+from policies.forms import (
+    SIMULATION_DEFAULT,
+    ApprovalDecisionForm,
+    PolicyCreateForm,
+    PolicyModeForm,
+    PolicyVersionChoiceForm,
+    PolicyVersionForm,
+    SimulationForm,
+    definition_example,
+    response_form,
+)
+from policies.models import ApprovalRequest, Policy, PolicyDecision, PolicyVersion
+from policies.presenters import (
+    approval_cards,
+    ordered_definition,
+    rule_rows,
+    transition_rows,
+)
 from policies.selectors import inbox, pending_for
 
 DECIDE_PERMISSION = "policies.decide_approvalrequest"  # named in the audit row of a refusal
+
+APPROVE_POLICY = "policies.approve_policy"
+
+
+def _say(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+def _rules_count(version: PolicyVersion | None) -> int | None:
+    return len(version.definition.get("rules") or ()) if version is not None else None
+
+
+# policies ----------------------------------------------------------------------------------
+
+
+class PolicyListPage(RegistryListPage):
+    template_name = "policies/policy_list.html"
+    permission_required = "policies.view_policy"
+    nav_section = "policies"
+    model = Policy
+    filterset_class = PolicyListFilterSet
+    add_permission = "policies.add_policy"
+
+    def get_queryset(self):
+        return Policy.objects.select_related("active_version").order_by("-is_default", "slug")
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        policies = list(data["objects"])
+        latest = dict(
+            PolicyVersion.objects.filter(policy__in=policies)
+            .order_by()
+            .values("policy_id")
+            .annotate(n=Max("number"))
+            .values_list("policy_id", "n")
+        )
+        data["rows"] = [
+            {
+                "policy": p,
+                "rules": _rules_count(p.active_version),
+                "latest": latest.get(p.pk),
+                "draft": latest.get(p.pk, 0) > (p.active_version.number if p.active_version else 0),
+            }
+            for p in policies
+        ]
+        data["has_any"] = data["filtered"] or Policy.objects.exists()
+        data["can_see_decisions"] = self.can("policies.view_policydecision")
+        return data
+
+
+class PolicyCreatePage(FormPage):
+    template_name = "policies/policy_create.html"
+    permission_required = "policies.add_policy"
+    post_permission_required = "policies.add_policy"
+    nav_section = "policies"
+
+    def get_form(self, data=None):
+        tool = (
+            Tool.objects.filter(status=Status.ACTIVE, risk__in=(Risk.WRITE, Risk.DESTRUCTIVE))
+            .order_by("slug")
+            .first()
+        )
+        return PolicyCreateForm(
+            data,
+            initial={
+                "mode": PolicyMode.ENFORCE,
+                "definition": definition_example(tool.slug if tool else None),
+            },
+        )
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["variables"] = CONDITION_VARIABLES
+        return data
+
+    def save(self, form):
+        data = form.cleaned_data
+        policy = services.policy_create(
+            tenant=self.tenant,
+            slug=data["slug"],
+            name=data["name"],
+            description=data["description"],
+            mode=data["mode"],
+            definition=data["definition"],
+            note=data["note"],
+            activate=data["activate"],
+            created_by=self.request.user,
+        )
+        if data["activate"]:
+            messages.success(self.request, f"Policy “{policy.slug}” created; v1 applies now.")
+        else:
+            messages.success(
+                self.request,
+                f"Policy “{policy.slug}” created; v1 is a draft. Simulate it against recorded "
+                "decisions, then activate it.",
+            )
+        return redirect(self.url("policy-detail", slug=policy.slug))
+
+
+class PolicyPage(RegistryObjectPage):
+    """A page about one policy: found in the tenant first, with its versions."""
+
+    model = Policy
+    nav_section = "policies"
+
+    def get_queryset(self):
+        return Policy.objects.select_related("active_version", "active_version__created_by")
+
+    def versions(self) -> list[PolicyVersion]:
+        return list(
+            PolicyVersion.objects.filter(policy=self.object)
+            .select_related("created_by")
+            .order_by("-number")
+        )
+
+    def version_state(self, version: PolicyVersion) -> str:
+        """active, draft (newer than the applied version, or nothing applied) or earlier."""
+        active = self.object.active_version
+        if active is None or version.number > active.number:
+            return "draft"
+        return "active" if version.pk == active.pk else "earlier"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["policy"] = self.object
+        data["active"] = self.object.active_version
+        data["can_simulate"] = self.can("policies.change_policy")
+        return data
+
+
+class PolicyDetailPage(PolicyPage):
+    template_name = "policies/policy_detail.html"
+    permission_required = "policies.view_policy"
+    post_permission_required = "policies.change_policy"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        policy = self.object
+        active = policy.active_version
+        versions = self.versions()
+        latest = versions[0] if versions else None
+        definition = active.definition if active else {}
+        extra = {k: v for k, v in ordered_definition(definition).items() if k != "rules" and v}
+        data.update(
+            rules=rule_rows(definition),
+            extra_json=pretty(extra) if extra else "",
+            versions=[
+                {
+                    "version": v,
+                    "state": self.version_state(v),
+                    "definition": pretty(ordered_definition(v.definition)),
+                }
+                for v in versions
+            ],
+            latest=latest,
+            next_number=(latest.number + 1) if latest else 1,
+            variables=CONDITION_VARIABLES,
+            can_save=self.can("policies.add_policyversion"),
+            can_delete=self.can("policies.delete_policy"),
+            can_see_decisions=self.can("policies.view_policydecision"),
+            approvers=sorted(
+                user.get_username()
+                for user, perms in users_granted(policy).items()
+                if APPROVE_POLICY.split(".", 1)[1] in perms
+            ),
+            version_form=kwargs.get("version_form")
+            or PolicyVersionForm(
+                initial={"definition": ordered_definition(latest.definition) if latest else {}}
+            ),
+        )
+        data.update(self.diff(versions, active or latest))
+        return data
+
+    def diff(self, versions: list[PolicyVersion], base: PolicyVersion | None) -> dict[str, Any]:
+        numbers = [v.number for v in versions]
+        asked = "from" in self.request.GET or "to" in self.request.GET
+        initial: dict[str, Any] = {"to": numbers[0] if numbers else None}
+        if len(numbers) > 1:
+            initial["from"] = base.number if base and base.number != numbers[0] else numbers[1]
+        form = VersionDiffForm(
+            self.request.GET if asked else None, numbers=numbers, initial=initial
+        )
+        if not asked or not form.is_valid():
+            return {"diff_form": form}
+        found = {v.number: v for v in versions}
+        older, newer = found[form.cleaned_data["from"]], found[form.cleaned_data["to"]]
+        return {
+            "diff_form": form,
+            "diff": {
+                "from": older.number,
+                "to": newer.number,
+                "changes": [
+                    {**c, "before": pretty(c["before"]), "after": pretty(c["after"])}
+                    for c in services.policy_version_diff(older, newer)
+                ],
+            },
+        }
+
+    def post(self, request, *args, **kwargs):
+        handlers = {
+            "save": self.save_version,
+            "activate": self.activate,
+            "rollback": self.activate,
+            "mode": self.set_mode,
+            "delete": self.delete,
+        }
+        handler = handlers.get(request.POST.get("op", ""))
+        if handler is None:
+            messages.error(request, "Unknown action.")
+            return redirect(request.path)
+        return handler(self.object)
+
+    def save_version(self, policy: Policy) -> HttpResponse:
+        self.require("policies.add_policyversion")
+        form = PolicyVersionForm(self.request.POST)
+        if not form.is_valid():
+            return self.invalid(version_form=form)
+        try:
+            version = services.policy_save_version(
+                policy=policy,
+                definition=form.cleaned_data["definition"],
+                note=form.cleaned_data["note"],
+                created_by=self.request.user,
+            )
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+            return self.invalid(version_form=form)
+        messages.success(
+            self.request,
+            f"Saved v{version.number} as a draft; nothing changed yet. Simulate it, then "
+            "activate it.",
+        )
+        return redirect(f"{self.request.path}#versions")
+
+    def activate(self, policy: Policy) -> HttpResponse:
+        form = PolicyVersionChoiceForm(self.request.POST)
+        version = None
+        if form.is_valid():
+            version = (
+                PolicyVersion.objects.filter(policy=policy, number=form.cleaned_data["version"])
+                .select_related("policy")
+                .first()
+            )
+        if version is None:
+            messages.error(self.request, "Choose a version of this policy to activate.")
+            return redirect(self.request.path)
+        previous = policy.active_version
+        try:
+            services.policy_activate(policy=policy, version=version)
+        except ValidationError as exc:
+            messages.error(self.request, f"Nothing changed: {_say(exc)}")
+            return redirect(self.request.path)
+        if previous is not None and version.number < previous.number:
+            text = f"Rolled back to v{version.number} (v{previous.number} no longer applies)."
+        else:
+            text = f"Activated v{version.number}; it applies from the next decision."
+        if policy.mode == PolicyMode.LOG_ONLY:
+            text += " The policy is log-only: its rules are recorded, not enforced."
+        messages.success(self.request, text)
+        return redirect(f"{self.request.path}#versions")
+
+    def set_mode(self, policy: Policy) -> HttpResponse:
+        form = PolicyModeForm(self.request.POST)
+        if not form.is_valid():
+            messages.error(self.request, "Choose enforce or log only.")
+            return redirect(self.request.path)
+        mode = form.cleaned_data["mode"]
+        if mode == policy.mode:
+            messages.info(self.request, f"Nothing changed: the policy is already {mode}.")
+            return redirect(self.request.path)
+        services.policy_set_mode(policy=policy, mode=mode)
+        if mode == PolicyMode.LOG_ONLY:
+            text = "Switched to log only: its rules are recorded as what they would do."
+        else:
+            text = "Switched to enforce: its rules decide calls from the next decision."
+        messages.success(self.request, text)
+        return redirect(self.request.path)
+
+    def delete(self, policy: Policy) -> HttpResponse:
+        self.require("policies.delete_policy")
+        slug = policy.slug
+        services.policy_delete(policy=policy)
+        messages.success(self.request, f"Policy “{slug}” deleted; its rules no longer apply.")
+        return redirect(self.url("policies"))
+
+
+class PolicySimulatePage(PolicyPage):
+    """Replay a version against the tenant's recorded decisions (a read: nothing changes).
+
+    Simulating is part of authoring, so it needs the change permission (it also costs a
+    replay of up to a few thousand decisions).
+    """
+
+    template_name = "policies/policy_simulate.html"
+    permission_required = "policies.change_policy"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        policy = self.object
+        versions = self.versions()
+        found = {v.number: v for v in versions}
+        asked = "version" in self.request.GET
+        initial = {"version": versions[0].number if versions else None, "limit": SIMULATION_DEFAULT}
+        form = SimulationForm(
+            self.request.GET if asked else None,
+            numbers=list(found),
+            initial=initial,
+        )
+        data.update(
+            form=form,
+            recorded=PolicyDecision.objects.exists(),
+            can_change=self.can("policies.change_policy"),
+        )
+        if asked and form.is_valid():
+            version = found[form.cleaned_data["version"]]
+            result = services.simulate_version(
+                policy=policy, version=version, limit=form.cleaned_data["limit"]
+            )
+            data.update(
+                version=version,
+                state=self.version_state(version),
+                result=result,
+                transitions=transition_rows(result.transitions),
+                changes=[
+                    {**c, "arguments_json": pretty(c["arguments"] or {})} for c in result.changes
+                ],
+            )
+        return data
+
+
+class DecisionListPage(RegistryListPage):
+    """The tenant's recent decisions, newest first, filtered by effect, action, tool ..."""
+
+    template_name = "policies/decision_list.html"
+    permission_required = "policies.view_policydecision"
+    nav_section = "policies"
+    model = PolicyDecision
+    filterset_class = DecisionFilterSet
+
+    def get_queryset(self):
+        return PolicyDecision.objects.select_related("policy", "policy_version").order_by("-id")
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        data["has_any"] = data["filtered"] or PolicyDecision.objects.exists()
+        return data
+
+
+# approvals ---------------------------------------------------------------------------------
 
 
 class ApprovalInboxPage(RegistryListPage):

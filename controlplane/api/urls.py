@@ -8,7 +8,12 @@ from agents.api.urls import register as register_registry
 from controlplane.api.views import ApiTokenViewSet
 from controlplane.audit.api.views import AuditEventViewSet
 from controlplane.tenancy.api.views import MembershipViewSet, MyTenantsView
-from policies.api.views import ApprovalViewSet
+from policies.api.views import (
+    ApprovalViewSet,
+    PolicyDecisionViewSet,
+    PolicyViewSet,
+    policy_definition_schema,
+)
 from runs.api.views import RunViewSet, WorkflowViewSet, workflow_definition_schema
 
 tenant_router = SimpleRouter(trailing_slash=True)
@@ -19,6 +24,8 @@ register_registry(tenant_router)
 tenant_router.register("workflows", WorkflowViewSet, basename="workflow")
 tenant_router.register("runs", RunViewSet, basename="run")
 tenant_router.register("approvals", ApprovalViewSet, basename="approval")
+tenant_router.register("policies", PolicyViewSet, basename="policy")
+tenant_router.register("policy-decisions", PolicyDecisionViewSet, basename="policy-decision")
 
 app_name = "api"
 urlpatterns = [
@@ -28,6 +35,11 @@ urlpatterns = [
         "schemas/workflow-definition/",
         workflow_definition_schema,
         name="workflow-definition-schema",
+    ),
+    path(
+        "schemas/policy-definition/",
+        policy_definition_schema,
+        name="policy-definition-schema",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

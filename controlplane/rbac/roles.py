@@ -34,6 +34,9 @@ VIEWER_PERMISSIONS: frozenset[str] = frozenset(
         "runs.view_steprun",
         "runs.view_runevent",
         "policies.view_approvalrequest",
+        "policies.view_policy",
+        "policies.view_policyversion",
+        "policies.view_policydecision",
     }
 )
 
@@ -72,9 +75,21 @@ REGISTRY_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
     }
 )
 
+# Security and compliance admins: write, activate, simulate and delete policies, and grant
+# the per-policy "approve" right.
+POLICY_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "policies.add_policy",
+        "policies.change_policy",
+        "policies.delete_policy",
+        "policies.add_policyversion",
+    }
+)
+
 ADMIN_PERMISSIONS: frozenset[str] = (
     OPERATOR_PERMISSIONS
     | REGISTRY_ADMIN_PERMISSIONS
+    | POLICY_ADMIN_PERMISSIONS
     | frozenset(
         {
             "tenancy.add_membership",

@@ -1,12 +1,38 @@
+"""Policies, their versions, stored decisions and approvals: validate and shape; services write."""
+
+from __future__ import annotations
+
 from rest_framework import serializers
 
-from policies.models import ApprovalRequest
+from agents.api.serializers import DiffChangeSerializer  # one "DiffChange" in the schema
+from controlplane.tenancy.models import slug_validator
+from policies.choices import PolicyMode
+from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
+
+DEFINITION_HELP = "See GET /api/v1/schemas/policy-definition/"
+SIMULATION_MAX = 5000
+
+# Approvals ------------------------------------------------------------------------------------
+
+
+class ApprovalVoteSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ApprovalVote
+        fields = ["user", "approve", "comment", "created_at"]
+        read_only_fields = fields
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
     run = serializers.IntegerField(source="run_id", read_only=True)
     step = serializers.CharField(source="step_run.step_key", read_only=True, default=None)
     decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
+    policy = serializers.CharField(source="policy.slug", read_only=True, default=None)
+    votes = ApprovalVoteSerializer(many=True, read_only=True)
+    approve_votes = serializers.SerializerMethodField(
+        help_text="Distinct people who approved so far (decided at required_approvals)."
+    )
 
     class Meta:
         model = ApprovalRequest
@@ -19,6 +45,11 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "details",
             "response_schema",
             "required_role",
+            "required_approvals",
+            "approve_votes",
+            "votes",
+            "policy",
+            "rule",
             "status",
             "response",
             "comment",
@@ -30,6 +61,9 @@ class ApprovalSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_approve_votes(self, obj) -> int:
+        return sum(1 for vote in obj.votes.all() if vote.approve)
+
 
 class ApprovalDecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "deny"])
@@ -37,3 +71,224 @@ class ApprovalDecisionSerializer(serializers.Serializer):
     response = serializers.JSONField(
         required=False, help_text="A human agent's answer (validated against response_schema)."
     )
+
+
+# Policies -------------------------------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    """A policy as listed: which version is applied and whether a newer draft waits."""
+
+    active_version = serializers.IntegerField(
+        source="active_version.number", read_only=True, default=None
+    )
+    latest_version = serializers.IntegerField(read_only=True, default=None)
+    versions_count = serializers.IntegerField(read_only=True, default=0)
+    has_draft = serializers.SerializerMethodField(
+        help_text="A version newer than the applied one exists (activate it to apply it)."
+    )
+
+    class Meta:
+        model = Policy
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "mode",
+            "is_default",
+            "active_version",
+            "latest_version",
+            "versions_count",
+            "has_draft",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_has_draft(self, obj) -> bool:
+        latest = getattr(obj, "latest_version", None)
+        active = obj.active_version.number if obj.active_version_id else 0
+        return latest is not None and latest > active
+
+
+class PolicyDetailSerializer(PolicySerializer):
+    """A policy with the definition of its applied version (null: nothing applied yet)."""
+
+    definition = serializers.SerializerMethodField()
+
+    class Meta(PolicySerializer.Meta):
+        fields = [*PolicySerializer.Meta.fields, "definition"]
+        read_only_fields = fields
+
+    def get_definition(self, obj) -> dict | None:
+        return obj.active_version.definition if obj.active_version_id else None
+
+
+class PolicyCreateSerializer(serializers.Serializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    mode = serializers.ChoiceField(choices=PolicyMode.choices, default=PolicyMode.ENFORCE)
+    definition = serializers.JSONField(help_text=DEFINITION_HELP)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+    activate = serializers.BooleanField(
+        default=True, help_text="Apply the first version at once; false keeps it a draft."
+    )
+
+
+class PolicyUpdateSerializer(serializers.Serializer):
+    slug = serializers.CharField(required=False, max_length=50, validators=[slug_validator])
+    name = serializers.CharField(required=False, max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    mode = serializers.ChoiceField(choices=PolicyMode.choices, required=False)
+
+    def validate(self, attrs):
+        if "definition" in self.initial_data:
+            raise serializers.ValidationError(
+                {
+                    "definition": (
+                        "Rules change through versions: POST .../policies/<slug>/versions/ "
+                        'with {"definition": ..., "note": ...}, then activate it.'
+                    )
+                }
+            )
+        return attrs
+
+
+class PolicyVersionSerializer(serializers.ModelSerializer):
+    policy = serializers.CharField(source="policy.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    state = serializers.SerializerMethodField(
+        help_text="active (applied), draft (never applied) or previous (applied before)."
+    )
+
+    class Meta:
+        model = PolicyVersion
+        fields = [
+            "policy",
+            "number",
+            "state",
+            "definition",
+            "note",
+            "created_by",
+            "created_at",
+            "activated_at",
+        ]
+        read_only_fields = fields
+
+    def get_state(self, obj) -> str:
+        if obj.policy.active_version_id == obj.pk:
+            return "active"
+        return "draft" if obj.activated_at is None else "previous"
+
+
+class PolicyVersionCreateSerializer(serializers.Serializer):
+    definition = serializers.JSONField(help_text=DEFINITION_HELP)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+
+
+class PolicyActivateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(
+        min_value=1, help_text="The version to apply: a newer draft, or an older one to roll back."
+    )
+
+
+class PolicyModeSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=PolicyMode.choices)
+
+
+class PolicySimulateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, help_text="The version to replay.")
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=SIMULATION_MAX,
+        default=200,
+        help_text="Replay the tenant's last this many decisions.",
+    )
+    mode = serializers.ChoiceField(
+        choices=PolicyMode.choices,
+        required=False,
+        help_text="The mode the version would run in (default: the policy's current mode).",
+    )
+
+
+class SimulationChangeSerializer(serializers.Serializer):
+    decision = serializers.IntegerField()
+    run = serializers.IntegerField(allow_null=True)
+    step = serializers.CharField()
+    action = serializers.CharField()
+    agent = serializers.CharField()
+    tool = serializers.CharField()
+    model = serializers.CharField()
+    arguments = serializers.JSONField(allow_null=True)
+    recorded = serializers.CharField()
+    before = serializers.CharField()
+    after = serializers.CharField()
+    rule = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class SimulationResultSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    replayed = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    transitions = serializers.DictField(
+        child=serializers.IntegerField(), help_text='Counts by "before->after" effect.'
+    )
+    changes = SimulationChangeSerializer(many=True)
+
+
+class PolicyDiffSerializer(serializers.Serializer):
+    policy = serializers.CharField()
+    from_version = serializers.IntegerField()
+    to_version = serializers.IntegerField()
+    changes = DiffChangeSerializer(many=True)
+
+
+class PolicyGrantSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    permission = serializers.ChoiceField(
+        choices=["approve"],
+        default="approve",
+        help_text="approve: may decide the approvals this policy asks for, whatever their role.",
+    )
+
+
+class PolicyGrantHolderSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    permissions = serializers.ListField(child=serializers.CharField())
+
+
+# Decisions ------------------------------------------------------------------------------------
+
+
+class PolicyDecisionSerializer(serializers.ModelSerializer):
+    run = serializers.IntegerField(source="run_id", read_only=True, default=None)
+    step = serializers.CharField(source="step_key", read_only=True)
+    policy = serializers.CharField(source="policy.slug", read_only=True, default=None)
+    policy_version = serializers.IntegerField(
+        source="policy_version.number", read_only=True, default=None
+    )
+
+    class Meta:
+        model = PolicyDecision
+        fields = [
+            "id",
+            "run",
+            "step",
+            "action",
+            "agent",
+            "tool",
+            "model",
+            "effect",
+            "would_effect",
+            "policy",
+            "policy_version",
+            "rule",
+            "reason",
+            "inputs_hash",
+            "inputs",
+            "created_at",
+        ]
+        read_only_fields = fields

@@ -1,31 +1,363 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework.decorators import action
+"""Policies API (versions, activation and rollback, mode, diff, simulation, approver grants),
+stored decisions, and approval requests. Views validate and call services."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from controlplane.api.base import TenantReadOnlyViewSet
+from controlplane.api.base import TenantReadOnlyViewSet, TenantViewSet
+from controlplane.rbac.denials import record_denial
+from controlplane.rbac.grants import (
+    CrossTenantGrant,
+    object_permission_grant,
+    object_permission_revoke,
+    users_granted,
+)
 from policies import services
-from policies.api.serializers import ApprovalDecisionSerializer, ApprovalSerializer
+from policies.api.filtersets import PolicyDecisionFilterSet, PolicyFilterSet
+from policies.api.serializers import (
+    ApprovalDecisionSerializer,
+    ApprovalSerializer,
+    PolicyActivateSerializer,
+    PolicyCreateSerializer,
+    PolicyDecisionSerializer,
+    PolicyDetailSerializer,
+    PolicyDiffSerializer,
+    PolicyGrantHolderSerializer,
+    PolicyGrantSerializer,
+    PolicyModeSerializer,
+    PolicySerializer,
+    PolicySimulateSerializer,
+    PolicyUpdateSerializer,
+    PolicyVersionCreateSerializer,
+    PolicyVersionSerializer,
+    SimulationResultSerializer,
+)
 from policies.filtersets import ApprovalFilterSet
-from policies.models import ApprovalRequest
+from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
+from policies.selectors import with_version_counts
+
+DECIDE_PERMISSION = "policies.decide_approvalrequest"  # named in the audit row of a refusal
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def policy_definition_schema(request):
+    """The JSON Schema of policy definitions (documentation for authors and editors)."""
+    from policies.definition import SCHEMA
+
+    return Response(SCHEMA)
+
+
+class PolicyViewSet(TenantViewSet):
+    """Policies and their immutable versions.
+
+    A new version is a draft until activated; activating an older version rolls back.
+    PATCH edits name, description, slug and mode.
+    """
+
+    model = Policy
+    serializer_class = PolicySerializer
+    filterset_class = PolicyFilterSet
+    lookup_field = "slug"
+    lookup_value_regex = r"[a-z0-9-]+"
+    ordering = "slug"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    action_permissions = {
+        "versions": "policies.view_policyversion",
+        "create_version": "policies.add_policyversion",
+        "version": "policies.view_policyversion",
+        "diff": "policies.view_policyversion",
+        "activate": "policies.change_policy",
+        "mode": "policies.change_policy",
+        # a replay of up to 5000 decisions is part of authoring, not reading
+        "simulate": "policies.change_policy",
+        # as agents and tools: handing out grants needs the role-level add permission
+        "permissions": "policies.add_policy",
+    }
+
+    def refine_queryset(self, queryset):
+        return with_version_counts(queryset)
+
+    def get_serializer_class(self):
+        return PolicyDetailSerializer if self.action == "retrieve" else PolicySerializer
+
+    def _detail(self, policy: Policy, code: int = status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=policy.pk)
+        return Response(PolicyDetailSerializer(fresh).data, status=code)
+
+    def _version(self, policy: Policy, number, field: str = "version") -> PolicyVersion:
+        version = (
+            PolicyVersion.objects.filter(policy=policy, number=number)
+            .select_related("policy")
+            .first()
+        )
+        if version is None:
+            raise serializers.ValidationError({field: f"{policy.slug} has no version {number}."})
+        return version
+
+    @extend_schema(request=PolicyCreateSerializer, responses={201: PolicyDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = PolicyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = services.policy_create(
+            tenant=self.tenant, created_by=request.user, **serializer.validated_data
+        )
+        return self._detail(policy, status.HTTP_201_CREATED)
+
+    @extend_schema(request=PolicyUpdateSerializer, responses=PolicyDetailSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        policy = self.get_object()
+        serializer = PolicyUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = services.policy_update(policy=policy, **serializer.validated_data)
+        return self._detail(policy)
+
+    def update(self, request, *args, **kwargs):
+        if not kwargs.get("partial"):
+            return self.http_method_not_allowed(request)
+        return super().update(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        services.policy_delete(policy=instance)
+
+    @extend_schema(methods=["GET"], responses=PolicyVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request, *args, **kwargs):
+        """Every version of the policy, newest first, each marked active, draft or previous."""
+        policy = self.get_object()
+        versions = (
+            PolicyVersion.objects.filter(policy=policy)
+            .select_related("policy", "created_by")
+            .order_by("-number")
+        )
+        return Response(PolicyVersionSerializer(versions, many=True).data)
+
+    @extend_schema(
+        methods=["POST"],
+        request=PolicyVersionCreateSerializer,
+        responses={201: PolicyVersionSerializer},
+    )
+    @versions.mapping.post
+    def create_version(self, request, *args, **kwargs):
+        """Validate and store a new version as a draft: nothing changes until it is activated."""
+        policy = self.get_object()
+        serializer = PolicyVersionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.policy_save_version(
+            policy=policy, created_by=request.user, **serializer.validated_data
+        )
+        return Response(PolicyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=PolicyVersionSerializer)
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>\d+)")
+    def version(self, request, *args, number=None, **kwargs):
+        """One version of the policy."""
+        policy = self.get_object()
+        version = (
+            PolicyVersion.objects.filter(policy=policy, number=int(number))
+            .select_related("policy", "created_by")
+            .first()
+        )
+        if version is None:
+            raise Http404(f"{policy.slug} has no version {number}.")
+        return Response(PolicyVersionSerializer(version).data)
+
+    @extend_schema(request=PolicyActivateSerializer, responses=PolicyDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, *args, **kwargs):
+        """Apply a version: a newer draft, or an older version to roll back to."""
+        policy = self.get_object()
+        serializer = PolicyActivateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = self._version(policy, serializer.validated_data["version"])
+        policy = services.policy_activate(policy=policy, version=version)
+        return self._detail(policy)
+
+    @extend_schema(request=PolicyModeSerializer, responses=PolicyDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def mode(self, request, *args, **kwargs):
+        """Switch between enforce and log_only (log_only records, never changes an outcome)."""
+        policy = self.get_object()
+        serializer = PolicyModeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = services.policy_set_mode(policy=policy, mode=serializer.validated_data["mode"])
+        return self._detail(policy)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", int, required=True),
+            OpenApiParameter(
+                "to",
+                int,
+                required=False,
+                description="defaults to the active version (the newest when none is active)",
+            ),
+        ],
+        responses=PolicyDiffSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, *args, **kwargs):
+        """What changed between two versions; rules and rate limits are matched by their id."""
+        policy = self.get_object()
+        default_to = policy.active_version.number if policy.active_version_id else None
+        numbers = {}
+        for key, default in (("from", None), ("to", default_to or policy.latest_version)):
+            raw = request.query_params.get(key, default)
+            try:
+                numbers[key] = int(raw)
+            except (TypeError, ValueError):
+                raise serializers.ValidationError(
+                    {key: "Give a version number, e.g. ?from=1&to=2."}
+                ) from None
+        found = {
+            v.number: v
+            for v in PolicyVersion.objects.filter(policy=policy, number__in=numbers.values())
+        }
+        for key, number in numbers.items():
+            if number not in found:
+                raise serializers.ValidationError({key: f"{policy.slug} has no version {number}."})
+        older, newer = found[numbers["from"]], found[numbers["to"]]
+        return Response(
+            {
+                "policy": policy.slug,
+                "from_version": older.number,
+                "to_version": newer.number,
+                "changes": services.policy_version_diff(older, newer),
+            }
+        )
+
+    @extend_schema(request=PolicySimulateSerializer, responses=SimulationResultSerializer)
+    @action(detail=True, methods=["post"])
+    def simulate(self, request, *args, **kwargs):
+        """Replay recorded decisions under a version (usually a draft): what would change.
+
+        Nothing is written: the result compares the applied policies with the same set where
+        this policy runs the given version (in ``mode``, default its current mode).
+        """
+        policy = self.get_object()
+        serializer = PolicySimulateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = self._version(policy, data["version"])
+        result = services.simulate_version(
+            policy=policy, version=version, limit=data["limit"], mode=data.get("mode")
+        )
+        return Response(dataclasses.asdict(result))
+
+    @extend_schema(
+        methods=["GET"],
+        responses=PolicyGrantHolderSerializer(many=True),
+        summary="Who holds per-policy grants (approve) on this policy",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=PolicyGrantSerializer,
+        responses={201: PolicyGrantHolderSerializer(many=True)},
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        parameters=[
+            OpenApiParameter("username", str, required=True),
+            OpenApiParameter("permission", str, required=False, enum=["approve"]),
+        ],
+        responses={204: None},
+    )
+    @action(detail=True, methods=["get", "post", "delete"], url_path="permissions")
+    def permissions(self, request, *args, **kwargs):
+        """Grant or revoke ``approve``: its holder may decide this policy's approvals."""
+        policy = self.get_object()
+        if request.method == "GET":
+            return Response(self._holders(policy))
+        source = request.data if request.method == "POST" else request.query_params
+        serializer = PolicyGrantSerializer(data=source)
+        serializer.is_valid(raise_exception=True)
+        username = serializer.validated_data["username"]
+        perm = f"policies.{serializer.validated_data['permission']}_policy"
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise serializers.ValidationError({"username": f"No user named {username!r}."})
+        if request.method == "POST":
+            try:
+                object_permission_grant(user=user, perm=perm, obj=policy)
+            except CrossTenantGrant:
+                raise serializers.ValidationError(
+                    {"username": f"{username} is not a member of this tenant."}
+                ) from None
+            return Response(self._holders(policy), status=status.HTTP_201_CREATED)
+        object_permission_revoke(user=user, perm=perm, obj=policy)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _holders(self, policy: Policy) -> list[dict]:
+        return [
+            {"username": user.username, "permissions": sorted(perms)}
+            for user, perms in sorted(users_granted(policy).items(), key=lambda i: i[0].username)
+        ]
+
+
+class PolicyDecisionViewSet(TenantReadOnlyViewSet):
+    """Every answer of the decision point, newest first, with the rule and the inputs."""
+
+    model = PolicyDecision
+    serializer_class = PolicyDecisionSerializer
+    filterset_class = PolicyDecisionFilterSet
+    lookup_value_regex = r"\d+"
+    ordering = "-id"
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("policy", "policy_version")
 
 
 class ApprovalViewSet(TenantReadOnlyViewSet):
-    """Requests waiting for a person: approval steps, human agents, escalations."""
+    """Requests waiting for a person: approval steps, human agents, escalations, policies."""
 
     model = ApprovalRequest
     serializer_class = ApprovalSerializer
     filterset_class = ApprovalFilterSet
     ordering = "-id"
+    # Seeing the request is enough to reach decide(); whether this member may decide this
+    # request (role, or a guardian grant on its policy or workflow) is checked per request.
     action_permissions = {"decide": "policies.view_approvalrequest"}
 
     def refine_queryset(self, queryset):
-        return queryset.select_related("step_run", "decided_by")
+        votes = ApprovalVote.objects.for_tenant(self.tenant).select_related("user")
+        return queryset.select_related("step_run", "decided_by", "policy").prefetch_related(
+            Prefetch("votes", queryset=votes)
+        )
 
     @extend_schema(request=ApprovalDecisionSerializer, responses=ApprovalSerializer)
     @action(detail=True, methods=["post"])
     def decide(self, request, *args, **kwargs):
-        """Approve or deny (the first decision wins); the waiting run continues."""
+        """Approve or deny. A deny decides at once; approvals decide when
+        ``required_approvals`` distinct people approved (until then the request stays
+        pending and the vote is recorded). The waiting run continues exactly once."""
         approval = self.get_object()
+        if self.access.token_scope == "read" or not services.can_decide(
+            access=self.access, approval=approval
+        ):
+            record_denial(
+                request=request, access=self.access, permission=DECIDE_PERMISSION, target=approval
+            )
+            if self.access.token_scope == "read":
+                message = "A read-scope token cannot decide approvals."
+            else:
+                message = (
+                    f"Deciding this request needs the {approval.required_role} role or higher, "
+                    "or an approve grant on its policy or workflow; "
+                    f"you are {self.access.role}."
+                )
+            self.permission_denied(request, message=message)
         serializer = ApprovalDecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -37,4 +369,4 @@ class ApprovalViewSet(TenantReadOnlyViewSet):
             comment=data.get("comment", ""),
             response=data.get("response"),
         )
-        return Response(ApprovalSerializer(approval).data)
+        return Response(ApprovalSerializer(self.get_queryset().get(pk=approval.pk)).data)

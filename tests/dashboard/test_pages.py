@@ -296,12 +296,15 @@ class TestAuditPage(TenantPageTests):
 
 # coverage of the URL names -------------------------------------------------
 def _page_test_classes() -> list[type[TenantPageTests]]:
-    # Page-test classes live in every module of this package: import them all, so the
-    # coverage check below does not depend on which test files this run collected.
+    # Page-test classes live in every module of this package (and in the page tests of
+    # apps kept with their app's tests): import them all, so the coverage check below does
+    # not depend on which test files this run collected.
     package = Path(__file__).parent
     for module in pkgutil.iter_modules([str(package)]):
         if module.name.startswith("test_"):
             importlib.import_module(f"{__package__}.{module.name}")
+    for module in ("tests.policies.test_pages",):
+        importlib.import_module(module)
     found, todo = [], list(TenantPageTests.__subclasses__())
     while todo:
         cls = todo.pop()
