@@ -128,7 +128,16 @@ def bucket_key(tenant_id: int, limit: RateLimit, subject: str | None) -> str:
     tenant's buckets in one Redis Cluster slot, so one script may touch them all.
     """
     shape = f"{limit.limit}/{limit.per_seconds:g}s/{limit.capacity:g}"
-    return f"cp:rl:{{t{tenant_id}}}:{limit.scope}:{subject or '-'}:{limit.id}:{shape}"
+    return f"{_namespace()}:{{t{tenant_id}}}:{limit.scope}:{subject or '-'}:{limit.id}:{shape}"
+
+
+def _namespace() -> str:
+    """Keys are namespaced by database, so installations (and test databases) sharing one
+    Redis never share a bucket between tenants that happen to have the same id."""
+    from django.conf import settings
+
+    name = str(settings.DATABASES["default"].get("NAME") or "default")
+    return f"cp:rl:{name.rsplit('/', 1)[-1]}"
 
 
 # (key, rate_per_second, capacity) of one bucket
