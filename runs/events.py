@@ -1,18 +1,53 @@
 """Run events: gapless per-run sequence numbers, written in the caller's transaction and
-published to the run's and the tenant's websocket groups after commit."""
+published to the run's and the tenant's websocket groups after commit.
+
+An event that changes what a runs list shows (a run's status, its finished steps) also
+publishes a small ``run.updated`` snapshot of the run to the tenant's runs group.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.realtime.events import LiveEvent, publish_on_commit
-from controlplane.realtime.groups import run_group, tenant_group
+from controlplane.realtime.groups import run_group, runs_group, tenant_group
 from runs.models import Run, RunEvent
+from runs.selectors import with_finished_steps
 
 MAX_PAYLOAD_TEXT = 4000
+# events after which a runs list row changes: every run.* event, and a step's end (progress)
+PROGRESS_EVENT_TYPES = frozenset({"step.succeeded", "step.failed", "step.skipped"})
+
+
+class RunEventData(TypedDict):
+    """``data`` of a ``run.event`` message: one RunEvent as stored."""
+
+    run: int
+    seq: int
+    type: str
+    step: str
+    payload: Any
+    created_at: str  # ISO 8601
+    run_status: str
+
+
+class RunUpdateData(TypedDict):
+    """``data`` of a ``run.updated`` message: the run as its list row shows it, after ``seq``."""
+
+    run: int
+    seq: int
+    event: str
+    status: str
+    finished_steps: int
+    total_steps: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    created_at: str
+    finished_at: str | None
 
 
 def _next_seq(run_id: int) -> int:
@@ -80,21 +115,60 @@ def emit(
         with transaction.atomic():
             event = _insert(run, type, payload, step_key)
     seq = event.seq
-    data = {
-        "run": run.pk,
-        "seq": seq,
-        "type": type,
-        "step": step_key,
-        "payload": event.payload,
-        "created_at": event.created_at.isoformat(),
-        "run_status": run.status,
-    }
+    data = RunEventData(
+        run=run.pk,
+        seq=seq,
+        type=type,
+        step=step_key,
+        payload=event.payload,
+        created_at=event.created_at.isoformat(),
+        run_status=run.status,
+    )
     live = LiveEvent(
-        type="live.event", kind="run.event", tenant=run.tenant.slug, seq=seq, data=data
+        type="live.event", kind="run.event", tenant=run.tenant.slug, seq=seq, data=dict(data)
     )
     publish_on_commit(run_group(run.tenant_id, run.pk), live)
     publish_on_commit(tenant_group(run.tenant_id), live)
+    if type.startswith("run.") or type in PROGRESS_EVENT_TYPES:
+        update = LiveEvent(
+            type="live.event",
+            kind="run.updated",
+            tenant=run.tenant.slug,
+            seq=seq,
+            data=dict(_run_update(run, seq, type)),
+        )
+        publish_on_commit(runs_group(run.tenant_id), update)
     return event
+
+
+def _run_update(run: Run, seq: int, type: str) -> RunUpdateData:
+    # read in the caller's transaction, so the snapshot is exactly the state after ``seq``
+    row = (
+        with_finished_steps(Run.objects.unscoped().filter(pk=run.pk))
+        .values(
+            "status",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "created_at",
+            "finished_at",
+            "finished_steps",
+        )
+        .get()
+    )
+    return RunUpdateData(
+        run=run.pk,
+        seq=seq,
+        event=type,
+        status=row["status"],
+        finished_steps=row["finished_steps"],
+        total_steps=len((run.definition or {}).get("steps") or []),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cost_usd=str(row["cost_usd"]),
+        created_at=row["created_at"].isoformat(),
+        finished_at=row["finished_at"].isoformat() if row["finished_at"] else None,
+    )
 
 
 def clip(value: Any, limit: int = MAX_PAYLOAD_TEXT) -> Any:

@@ -6,9 +6,12 @@ and lands next to the definition field with its path kept.
 
 ``SchemaForm`` turns the JSON Schema of a run's input (or of a human agent's answer) into
 fields: strings, numbers, integers, booleans and enums of scalars, labelled with their
-``title``. A schema it cannot express as fields (nested objects, arrays, combinators,
-type unions) falls back to one JSON textarea. Either way the service validates the
-value against the whole schema, and its errors are put next to the field they name.
+``title``. With ``json_fields`` (the start form) a property it cannot express as a plain
+field (an object, an array, a combinator, a type union) gets a JSON textarea of its own;
+without it such a schema falls back to one JSON textarea for the whole value, as does a
+schema whose root has combinators, or a form the person switched to JSON (``raw``).
+Either way the service validates the value against the whole schema, and its errors are
+put next to the field they name.
 """
 
 from __future__ import annotations
@@ -59,8 +62,24 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def simple_properties(schema: Any) -> list[tuple[str, dict[str, Any]]] | None:
-    """The properties of ``schema`` when every one can be a plain field, else None."""
+def _plain(spec: Any) -> bool:
+    """Whether a property can be a plain field (text, number, checkbox, select)."""
+    if not isinstance(spec, dict) or any(key in spec for key in COMPLEX_KEYWORDS):
+        return False
+    if "enum" in spec:
+        values = spec["enum"]
+        return isinstance(values, list) and bool(values) and all(map(_scalar, values))
+    return spec.get("type") in SIMPLE_TYPES
+
+
+def simple_properties(
+    schema: Any, *, json_fields: bool = False
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """The properties of ``schema`` as fields, else None (the whole value is typed as JSON).
+
+    Without ``json_fields`` every property must be a plain field; with it, the others
+    come back too and become JSON textareas (see ``SchemaForm``).
+    """
     if not isinstance(schema, dict) or schema.get("type", "object") != "object":
         return None
     if any(key in schema for key in COMPLEX_KEYWORDS):
@@ -74,16 +93,39 @@ def simple_properties(schema: Any) -> list[tuple[str, dict[str, Any]]] | None:
     found = []
     for name in names:
         spec = properties[name]
-        if not isinstance(spec, dict) or any(key in spec for key in COMPLEX_KEYWORDS):
-            return None
-        if "enum" in spec:
-            values = spec["enum"]
-            if not isinstance(values, list) or not values or not all(map(_scalar, values)):
+        if not _plain(spec):
+            if not json_fields:
                 return None
-        elif spec.get("type") not in SIMPLE_TYPES:
-            return None
+            spec = spec if isinstance(spec, dict) else {}
         found.append((name, spec))
     return found
+
+
+JSON_SHAPES = {"object": "an object ({...})", "array": "a list ([...])"}
+
+
+class SchemaJSONField(JSONTextField):
+    """One property typed as JSON; blank leaves the property out (or is "required")."""
+
+    def validate(self, value):
+        # {} and [] are values here, not "empty"
+        if value is None and self.required:
+            raise ValidationError(self.error_messages["required"], code="required")
+
+    def prepare_value(self, value):
+        return value  # the initial value is already JSON text, bound data is what was typed
+
+
+def json_property_field(spec: dict[str, Any], *, required: bool, label: str) -> forms.Field:
+    kind = spec.get("type")
+    expect = dict if kind == "object" else list if kind == "array" else object
+    shape = JSON_SHAPES.get(kind, "any JSON value") if isinstance(kind, str) else "JSON"
+    help_text = " ".join(
+        part for part in (str(spec.get("description") or ""), f"JSON: {shape}.") if part
+    )
+    return SchemaJSONField(
+        expect=expect, required=required, label=label, help_text=help_text, rows=4
+    )
 
 
 def _label(name: str, spec: dict[str, Any]) -> str:
@@ -159,13 +201,16 @@ class SchemaForm(DashboardForm):
         example: Any = None,
         root: str = "input",
         json_label: str = "Input",
+        json_fields: bool = False,
+        raw: bool = False,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.root = root
         self.schema = schema if isinstance(schema, dict) else {}
-        properties = simple_properties(self.schema)
-        self.uses_json = properties is None
+        properties = simple_properties(self.schema, json_fields=json_fields)
+        self.can_map = properties is not None  # fields are possible (the person chose JSON)
+        self.uses_json = properties is None or raw
         if self.uses_json:
             field = JSONTextField(
                 expect=object,
@@ -182,12 +227,16 @@ class SchemaForm(DashboardForm):
             required = set(self.schema.get("required") or [])
             example = example if isinstance(example, dict) else {}
             for name, spec in properties:
-                field = schema_field(spec, required=name in required, label=_label(name, spec))
+                plain = _plain(spec)
+                make = schema_field if plain else json_property_field
+                field = make(spec, required=name in required, label=_label(name, spec))
                 self.fields[name] = field
                 value = example.get(name, spec.get("default"))
                 if self.is_bound or value is None:
                     continue
-                if "enum" in spec:
+                if not plain:
+                    value = json.dumps(value, indent=2, ensure_ascii=False)
+                elif "enum" in spec:
                     if not all(isinstance(v, str) for v in spec["enum"]):
                         value = json.dumps(value)
                 elif spec["type"] == "boolean" and name not in required:
@@ -313,9 +362,17 @@ def definition_example(agent_slug: str | None) -> dict[str, Any]:
 # runs --------------------------------------------------------------------------------------
 
 
+RAW_PARAM = "input_mode"  # ?input_mode=json: type the whole input as JSON
+RAW_JSON = "json"
+
+
 class RunStartForm(SchemaForm):
-    """The input of a new run; ``idempotency_key`` makes a double submit start one run."""
+    """The input of a new run; ``idempotency_key`` makes a double submit start one run.
+
+    Every property is a field (objects and arrays as JSON textareas); ``raw`` swaps them
+    for one JSON textarea, for values the fields cannot say (extra properties).
+    """
 
     def __init__(self, *args: Any, idempotency_key: str = "", **kwargs: Any):
-        super().__init__(*args, prefix="input", **kwargs)
+        super().__init__(*args, prefix="input", json_fields=True, **kwargs)
         self.idempotency_key = (self.data.get("idempotency_key") or idempotency_key)[:200]

@@ -124,6 +124,19 @@ class Run(TenantScopedModel):
         indexes = [
             models.Index(fields=["tenant", "status", "-id"], name="run_tenant_status"),
             models.Index(fields=["tenant", "-id"], name="run_tenant_recent"),
+            # the overview's window: PostgreSQL aggregates from the index alone
+            models.Index(
+                fields=["tenant", "created_at"],
+                include=[
+                    "status",
+                    "started_at",
+                    "finished_at",
+                    "cost_usd",
+                    "input_tokens",
+                    "output_tokens",
+                ],
+                name="run_tenant_created",
+            ),
         ]
         permissions = [("cancel_run", "Cancel runs"), ("resume_run", "Resume and rerun runs")]
 
@@ -178,6 +191,12 @@ class StepRun(TenantScopedModel):
         ]
         indexes = [
             models.Index(fields=["status", "updated_at"], name="steprun_sweep"),
+            # the overview's failing agents: failed steps are few
+            models.Index(
+                fields=["tenant", "created_at"],
+                condition=models.Q(status="failed"),
+                name="steprun_failed_recent",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -203,6 +222,14 @@ class RunEvent(TenantScopedModel):
         ordering = ["run", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["run", "seq"], name="runevent_unique_seq"),
+        ]
+        indexes = [
+            # the overview's failing tools: tool calls that answered an error
+            models.Index(
+                fields=["tenant", "created_at"],
+                condition=models.Q(type="tool.call", payload__has_key="error"),
+                name="runevent_tool_errors",
+            ),
         ]
 
     def __str__(self) -> str:

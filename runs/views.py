@@ -5,8 +5,10 @@ Pages mirror the runs API and share its services: forms parse, ``runs.services``
 and write, and ``TenantPageMixin`` enforces the tenant and each method's permission (a
 page about one object looks it up inside the tenant first, so another tenant's object is
 a 404). An action needing more than the page's POST permission checks it with
-``require``, audited like the base. While a run is active its page polls itself with htmx
-(``?after=<seq>``) and receives only the events after the last one it shows.
+``require``, audited like the base. While a run is active its page follows it over a
+websocket (``runs.consumers``, ``static/js/live.js``), refreshing its state block with
+``?state``; without websockets it polls itself with htmx (``?after=<seq>``) and receives
+only the events after the last one it shows.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from django.template.response import TemplateResponse
 
 from agents.choices import AgentKind, Status
 from agents.models import Agent
-from controlplane.dashboard.pages import FormPage, RegistryListPage, RegistryObjectPage, pretty
+from controlplane.dashboard.pages import (
+    FormPage,
+    KeysFirstPaginator,
+    RegistryListPage,
+    RegistryObjectPage,
+    pretty,
+)
 from policies.models import ApprovalRequest
 from policies.presenters import approval_cards
-from runs import services
+from runs import diagram, services
 from runs.choices import RunStatus
 from runs.filtersets import RunListFilterSet, WorkflowFilterSet
 from runs.forms import (
+    RAW_JSON,
+    RAW_PARAM,
     RunStartForm,
     SchemaForm,
     WorkflowCreateForm,
@@ -143,11 +153,14 @@ class WorkflowPage(RegistryObjectPage):
 
     def start_form(self, data=None) -> RunStartForm:
         definition = self.object.current_version.definition if self.object.current_version else {}
+        # the person may type the input as JSON instead of the generated fields
+        raw = (data if data is not None else self.request.GET).get(RAW_PARAM) == RAW_JSON
         return RunStartForm(
             data,
             schema=definition.get("input_schema") or {},
             example=definition.get("example_input"),
             idempotency_key=f"dashboard-{uuid.uuid4().hex}",
+            raw=raw,
         )
 
     def get_context_data(self, **kwargs):
@@ -183,9 +196,11 @@ class WorkflowDetailPage(WorkflowPage):
                 "workflow", "workflow_version", "agent", "created_by"
             )
         ).order_by("-id")[:RECENT_RUNS]
+        graph = step_graph(definition)
         data.update(
             definition_json=pretty(definition),
-            graph=step_graph(definition),
+            graph=graph,
+            diagram=diagram.layout(graph),
             versions=[{"version": v, "definition": pretty(v.definition)} for v in versions],
             next_number=(versions[0].number + 1) if versions else 1,
             recent_runs=[{"run": r, "total": len(r.definition.get("steps", []))} for r in recent],
@@ -272,6 +287,7 @@ class RunListPage(RegistryListPage):
     nav_section = "runs"
     model = Run
     filterset_class = RunListFilterSet
+    paginator_class = KeysFirstPaginator  # deep pages of 100,000 runs stay fast
 
     def get_queryset(self):
         return with_finished_steps(
@@ -313,6 +329,10 @@ class RunDetailPage(RegistryObjectPage):
     def get(self, request, *args, **kwargs):
         if request.htmx and "after" in request.GET:
             return self.live(_int(request.GET["after"]))
+        if request.htmx and "state" in request.GET:  # static/js/live.js: the state block alone
+            return TemplateResponse(
+                request, "runs/_run_state.html", self.state_context(self.object)
+            )
         return super().get(request, *args, **kwargs)
 
     # what the page shows ---------------------------------------------------------------------

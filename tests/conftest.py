@@ -29,6 +29,34 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         db.setdefault("TEST", {})["NAME"] = f"{name}_{run_id}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_channel_prefix():
+    """Give each pytest run (and xdist worker) its own channel-layer prefix on the shared Redis.
+
+    Test databases of two runs number their tenants and runs alike, so their websocket groups
+    would share names. Servers and workers started by the tests inherit it (CHANNEL_PREFIX).
+    """
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    config = settings.CHANNEL_LAYERS["default"].get("CONFIG")
+    if config is None or "prefix" not in config:
+        yield
+        return
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:8]
+    prefix = f"cp-test-{run_id}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    previous = os.environ.get("CHANNEL_PREFIX")
+    os.environ["CHANNEL_PREFIX"] = config["prefix"] = prefix
+    channel_layers.backends.clear()
+    yield
+    config["prefix"] = previous or "cp"
+    if previous is None:
+        os.environ.pop("CHANNEL_PREFIX", None)
+    else:
+        os.environ["CHANNEL_PREFIX"] = previous
+    channel_layers.backends.clear()
+
+
 @dataclasses.dataclass
 class World:
     acme: object

@@ -6,8 +6,57 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from controlplane.rbac.access import resolve_access
+from controlplane.rbac.access import Access, resolve_access
 from controlplane.realtime.groups import tenant_group
+
+# Close codes of a refused websocket (the 4000 range is the application's own).
+SIGNED_OUT = 4401
+FORBIDDEN = 4403
+NOT_FOUND = 4404
+
+
+class TenantConsumer(AsyncJsonWebsocketConsumer):
+    """Base of a tenant's websockets: the session's access to the tenant in the URL, checked
+    before any group is joined, and the groups left on disconnect.
+
+    A refusal accepts, then closes with its code, so a browser can tell "refused" (do not
+    retry) from a network failure: a handshake refused outright reaches it only as 1006.
+    Signed out is 4401; not a member or without ``required_permission`` is 4403 (another
+    tenant and a tenant that does not exist look the same); no such object is 4404.
+    """
+
+    required_permission: str
+
+    async def authorize(self) -> Access | None:
+        """The caller's access to the URL's tenant, or None after closing the socket."""
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.refuse(SIGNED_OUT)
+            return None
+        access = await self._access(user, self.scope["url_route"]["kwargs"]["tenant"])
+        if access is None or not access.has_perm(self.required_permission):
+            await self.refuse(FORBIDDEN)
+            return None
+        return access
+
+    @database_sync_to_async
+    def _access(self, user, slug) -> Access | None:
+        try:
+            return resolve_access(user=user, tenant_slug=slug)
+        except Http404:
+            return None
+
+    async def refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = [*getattr(self, "joined", []), group]
+
+    async def disconnect(self, code):
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
 
 class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -20,7 +69,7 @@ class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["tenant"]
         access = await self._access(user, slug)
         if access is None or not access.has_perm(self.required_permission):
-            await self.close(code=4403)
+            await self.close(code=FORBIDDEN)
             return
         self.group = tenant_group(access.tenant.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)

@@ -7,3 +7,8 @@ def tenant_group(tenant_id: int) -> str:
 
 def run_group(tenant_id: int, run_id: int | str) -> str:
     return f"tenant.{tenant_id}.run.{run_id}"
+
+
+def runs_group(tenant_id: int) -> str:
+    """A tenant's run updates (created, status, progress): what its runs list follows."""
+    return f"tenant.{tenant_id}.runs"

@@ -97,13 +97,17 @@ def test_oliver_runs_the_support_workflow_through_alices_approval(
         "amount": 120,
     }
 
-    # no worker yet: the run waits in the queue, and its page polls ----------------------------
+    # no worker yet: the run waits in the queue, and its page follows it over a websocket -----
     status = page.locator("#run-status")
     timeline = page.locator("#timeline-events")
     expect(status).to_have_text("Queued")
     expect(page.locator("#live-note")).to_contain_text("Live: this page follows the run")
-    fragments: list[int] = []  # statuses of the page's htmx polls (?after=<seq>)
-    page.on("response", lambda r: fragments.append(r.status) if "after=" in r.url else None)
+    expect(page.locator("#live-status")).to_have_text("Live: new events appear as they happen.")
+    polls: list[int] = []  # htmx polls (?after=<seq>): only a fallback when the socket is down
+    page.on(
+        "response",
+        lambda r: polls.append(r.status) if "after=" in r.url and "/ws/" not in r.url else None,
+    )
     page.wait_for_function("() => window.htmx !== undefined")
     no_reload_marker(page)
     queued_events = timeline.locator("li.event").count()
@@ -123,7 +127,7 @@ def test_oliver_runs_the_support_workflow_through_alices_approval(
     assert still_same_document(page)
     waiting_events = timeline.locator("li.event").count()
     assert waiting_events > queued_events
-    assert 204 in fragments and 200 in fragments, fragments  # idle polls, then new events
+    assert polls == [], polls  # the websocket brought the events
     shot(page, request, "run-waiting")
 
     # alice approves in her inbox (another browser session) -------------------------------------
@@ -162,8 +166,8 @@ def test_oliver_runs_the_support_workflow_through_alices_approval(
     expect(page.locator("#run-approvals .decision")).to_contain_text("Approved by alice")
     expect(page.locator("#run-output")).to_contain_text('"route": "billing"')
     assert timeline.locator("li.event").count() > waiting_events
-    page.wait_for_timeout(2500)  # the run ended: the last poll answered 286 and polling stopped
-    assert fragments[-1] == 286 and fragments.count(286) == 1, fragments[-5:]
+    expect(page.locator("#live-status")).to_have_text("The run has ended: every event is shown.")
+    assert polls == [], polls
     # each event once, in order: the fragments appended exactly what was new
     seqs = [
         int(s.split("-")[1])

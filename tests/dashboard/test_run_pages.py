@@ -19,6 +19,8 @@ import re
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -618,6 +620,54 @@ class TestWorkflowDetail:
         assert '<strong>slow</strong> → <a href="#node-later">' in triage
         assert "nothing (a first step)" in graph.split('id="node-check"')[1]
 
+    def test_graph_is_drawn_as_svg_beside_the_list(self, world, workflow):
+        body = text(client_for(world.bob).get(self.url))
+        svg = body.split('id="workflow-graph-svg"')[1].split("</svg>")[0]
+        assert 'role="img" aria-labelledby="graph-svg-title graph-svg-desc"' in svg
+        assert '<title id="graph-svg-title">Step graph of refunds v1</title>' in svg
+        assert "4 steps in 3 layers, drawn top to bottom" in svg
+        nodes = re.findall(
+            r'<g class="graph-node type-(\w+)" data-step="(\w+)" '
+            r'transform="translate\((\d+),(\d+)\)"',
+            svg,
+        )
+        assert [(kind, step) for kind, step, _, _ in nodes] == [
+            ("approval", "check"),
+            ("router", "triage"),
+            ("approval", "refund"),
+            ("approval", "later"),
+        ]
+        ys = [int(y) for _, _, _, y in nodes]
+        assert ys[0] < ys[1] < ys[2] == ys[3]  # one layer per depth; refund and later side by side
+        assert int(nodes[2][2]) < int(nodes[3][2])
+        # the step type is written on each box, not only implied by its colour
+        assert (
+            '<text x="14" y="44" font-size="12" fill="#57606a">router · inline rules</text>' in svg
+        )
+        edges = re.findall(
+            r'class="(edge[^"]*)" d="[^"]+" marker-end="url\(#graph-arrow\)"'
+            r'(?: stroke-dasharray="6 4")? data-from="(\w+)" data-to="(\w+)"',
+            svg,
+        )
+        assert sorted(edges) == [
+            ("edge", "check", "triage"),
+            ("edge routed", "triage", "later"),
+            ("edge routed", "triage", "refund"),
+        ]
+        assert ">fast</text>" in svg and ">slow</text>" in svg
+
+    def test_a_graph_too_large_to_draw_is_only_listed(self, world):
+        steps = [{"id": f"s{i}", "type": "approval", "title": "Go?"} for i in range(81)]
+        make_workflow(
+            world.acme,
+            slug="long",
+            definition={"input_schema": {"type": "object"}, "example_input": {}, "steps": steps},
+        )
+        body = text(client_for(world.bob).get("/t/acme/workflows/long/"))
+        assert 'id="workflow-graph-svg"' not in body
+        assert "too many steps to draw" in body
+        assert body.count('<li class="node"') == 81
+
     def test_publish_validates_inline_and_saves_nothing_on_error(self, world, workflow):
         client = client_for(world.adam)
         bad = definition()
@@ -771,8 +821,11 @@ class TestStartRunForm:
             definition={
                 "input_schema": {
                     "type": "object",
-                    "required": ["items"],
-                    "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+                    "oneOf": [{"required": ["items"]}, {"required": ["all"]}],
+                    "properties": {
+                        "items": {"type": "array", "items": {"type": "string"}},
+                        "all": {"type": "boolean"},
+                    },
                 },
                 "example_input": {"items": ["a", "b"]},
                 "steps": [{"id": "ok", "type": "approval", "title": "Go?"}],
@@ -780,7 +833,8 @@ class TestStartRunForm:
         )
         client = client_for(world.oscar)
         body = text(client.get("/t/acme/workflows/batch/start/"))
-        assert "This workflow's input is given as JSON." in body
+        assert "its schema cannot be shown as form fields" in body
+        assert 'id="start-mode-fields"' not in body  # there are no fields to go back to
         assert "&quot;items&quot;: [" in field_block(body, "input-json")
         wrong = client.post("/t/acme/workflows/batch/start/", {"input-json": '{"items": [1]}'})
         assert wrong.status_code == 400
@@ -790,6 +844,101 @@ class TestStartRunForm:
         right = client.post("/t/acme/workflows/batch/start/", {"input-json": '{"items": ["x"]}'})
         assert right.status_code == 302
         assert Run.objects.for_tenant(world.acme).get().input == {"items": ["x"]}
+
+    @pytest.fixture
+    def orders(self, world):
+        schema = {
+            "type": "object",
+            "required": ["order", "note"],
+            "properties": {
+                "note": {
+                    "type": "string",
+                    "maxLength": 1000,
+                    "description": "Anything the team should know.",
+                },
+                "order": {"type": "object", "required": ["id"], "title": "Order"},
+                "tags": {"type": "array", "items": {"type": "string"}, "title": "Tags"},
+                "express": {"type": "boolean", "title": "Express"},
+            },
+        }
+        return make_workflow(
+            world.acme,
+            slug="orders",
+            definition={
+                "input_schema": schema,
+                "example_input": {"note": "Fragile", "order": {"id": 7}, "tags": ["gift"]},
+                "steps": [{"id": "ok", "type": "approval", "title": "Ship {{ input.order.id }}?"}],
+            },
+        )
+
+    def test_objects_and_arrays_are_json_fields_with_their_own_errors(self, world, orders):
+        client = client_for(world.oscar)
+        url = "/t/acme/workflows/orders/start/"
+        body = text(client.get(url))
+        note = field_block(body, "input-note")
+        assert "<textarea" in note and "Anything the team should know." in note
+        assert "(optional)" not in note and " required" in note
+        order = field_block(body, "input-order")
+        assert 'class="code"' in order and "&quot;id&quot;: 7" in order
+        assert "JSON: an object ({...})." in order
+        tags = field_block(body, "input-tags")
+        assert "(optional)" in tags and "&quot;gift&quot;" in tags
+        express = field_block(body, "input-express")  # an optional yes / no: it may stay unset
+        assert '<option value="" selected>Not set</option>' in express
+        assert '<option value="true">Yes</option>' in express
+        assert 'href="?input_mode=json#start" id="start-mode-json"' in body
+        bad = client.post(
+            url,
+            {
+                "input-note": "x",
+                "input-order": '{"number": 7}',
+                "input-tags": '["ok", 3]',
+            },
+        )
+        assert bad.status_code == 400
+        page = text(bad)
+        assert field_errors(page, "input-order") == ["'id' is a required property"]
+        assert field_errors(page, "input-tags") == ["tags[1]: 3 is not of type 'string'"]
+        assert not Run.objects.for_tenant(world.acme).exists()
+        syntax = client.post(url, {"input-note": "x", "input-order": "{id: 7}"})
+        assert field_errors(text(syntax), "input-order")[0].startswith("This is not valid JSON")
+        good = client.post(
+            url,
+            {
+                "input-note": "x",
+                "input-order": '{"id": 9}',
+                "input-tags": '["a"]',
+                "input-express": "true",
+            },
+        )
+        assert good.status_code == 302
+        run = Run.objects.for_tenant(world.acme).get()
+        assert run.input == {"note": "x", "order": {"id": 9}, "tags": ["a"], "express": True}
+
+    def test_the_input_can_be_typed_as_json_instead(self, world, orders):
+        client = client_for(world.oscar)
+        url = "/t/acme/workflows/orders/start/"
+        body = text(client.get(url, {"input_mode": "json"}))
+        assert '<input type="hidden" name="input_mode" value="json">' in body
+        assert '<a href="?#start" id="start-mode-fields">Use the form fields instead</a>' in body
+        assert "&quot;note&quot;: &quot;Fragile&quot;" in field_block(body, "input-json")
+        assert 'name="input-note"' not in body
+        # the workflow page offers the same switch
+        detail = text(client.get("/t/acme/workflows/orders/", {"input_mode": "json"}))
+        assert 'name="input-json"' in detail.split('id="start-form"')[1]
+        wrong = client.post(url, {"input_mode": "json", "input-json": '{"note": "x", "order": {}}'})
+        assert wrong.status_code == 400
+        page = text(wrong)
+        assert field_errors(page, "input-json") == ["input.order: 'id' is a required property"]
+        assert '<input type="hidden" name="input_mode" value="json">' in page  # mode kept
+        right = client.post(
+            url, {"input_mode": "json", "input-json": '{"note": "x", "order": {"id": 1, "n": 2}}'}
+        )
+        assert right.status_code == 302
+        assert Run.objects.for_tenant(world.acme).get().input == {
+            "note": "x",
+            "order": {"id": 1, "n": 2},
+        }
 
     def test_viewer_has_no_form_and_a_forged_start_is_403(self, world, workflow):
         client = client_for(world.bob)
@@ -842,6 +991,21 @@ class TestRunList:
         assert "Page 1 of 2" in first
         second = text(client.get(self.url, {"page": 2}))
         assert len(re.findall(r"<strong>#\d+</strong>", second)) == 2
+
+    def test_pages_fetch_keys_first_in_order_and_constant_queries(self, world):
+        workflow = acme_workflow(world)
+        ids = [start_run(world.acme, workflow).pk for _ in range(101)]
+        client = client_for(world.bob)
+        client.get(self.url)
+        shown = []
+        counts = []
+        for number in (1, 2, 3):
+            with CaptureQueriesContext(connection) as queries:
+                body = text(client.get(self.url, {"page": number}))
+            counts.append(len(queries))
+            shown += [int(n) for n in re.findall(r"<strong>#(\d+)</strong>", body)]
+        assert shown == sorted(ids, reverse=True)  # newest first, none twice, none missing
+        assert counts[0] == counts[1] == counts[2], counts
 
     def test_status_is_a_word_and_an_icon_not_a_colour(self, world):
         run = start_run(world.acme, acme_workflow(world))

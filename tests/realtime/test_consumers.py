@@ -27,6 +27,8 @@ async def _connect(path: str, cookie: bytes | None, origin: bytes = b"http://127
 
 @pytest.mark.django_db(transaction=True)
 class TestTenantEventsSocket:
+    covered_websocket_routes = ["ws/t/<slug:tenant>/events/"]
+
     def test_member_receives_events_published_after_commit(self, world):
         cookie = _cookie_for(world.bob)
 

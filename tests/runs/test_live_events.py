@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from controlplane import context
@@ -48,18 +49,31 @@ def test_events_are_published_to_run_and_tenant_groups(world, worker):
                 ],
             },
         )
-    tenant_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(tenant_group(world.acme.pk), tenant_channel)
-    with context.system_context("tests", tenant=world.acme):
-        run = services.run_start(tenant=world.acme, workflow=workflow, input={})
-    run = wait_for_run(run)
-    stored = list(
-        RunEvent.objects.unscoped().filter(run_id=run.pk).order_by("seq").values_list("seq", "type")
-    )
-    received = async_to_sync(_collect)(layer, tenant_channel, len(stored))
+
+    def run_it():
+        with context.system_context("tests", tenant=world.acme):
+            run = services.run_start(tenant=world.acme, workflow=workflow, input={})
+        run = wait_for_run(run)
+        stored = list(
+            RunEvent.objects.unscoped()
+            .filter(run_id=run.pk)
+            .order_by("seq")
+            .values_list("seq", "type")
+        )
+        return run, stored
+
+    async def follow():
+        # one event loop throughout: a pub/sub layer's subscriptions belong to their loop
+        tenant_channel = await layer.new_channel()
+        await layer.group_add(tenant_group(world.acme.pk), tenant_channel)
+        run, stored = await database_sync_to_async(run_it)()
+        received = await _collect(layer, tenant_channel, len(stored))
+        # a late subscriber to the run group misses nothing: it fetches by seq from the API
+        run_channel = await layer.new_channel()
+        await layer.group_add(run_group(world.acme.pk, run.pk), run_channel)
+        return stored, received, await _collect(layer, run_channel, 1, timeout=1.0)
+
+    stored, received, late = async_to_sync(follow)()
     assert [(m["data"]["seq"], m["data"]["type"]) for m in received] == stored
     assert all(m["kind"] == "run.event" and m["tenant"] == "acme" for m in received)
-    # a late subscriber to the run group misses nothing: it fetches by seq from the API
-    run_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(run_group(world.acme.pk, run.pk), run_channel)
-    assert async_to_sync(_collect)(layer, run_channel, 1, timeout=1.0) == []
+    assert late == []
