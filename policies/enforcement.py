@@ -62,14 +62,12 @@ class StepPolicy:
     def spend(self) -> dict[str, Any]:
         """The run's spend when the step started (tokens, cost, steps, wall time)."""
         if self._spend is None:
-            from runs.models import StepRun
-
             run = self.run
             started = run.started_at or run.created_at
             self._spend = {
                 "tokens": int(run.input_tokens + run.output_tokens),
                 "cost_usd": float(run.cost_usd),
-                "steps": StepRun.objects.unscoped().filter(run_id=run.pk).count(),
+                "steps": int(run.step_count),  # steps created so far (kept on the run row)
                 "wall_seconds": round((timezone.now() - started).total_seconds(), 3),
             }
         return self._spend
