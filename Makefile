@@ -15,7 +15,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	CONTROLPLANE_DATA_DIR=$(CURDIR)/var/test DEBUG=false
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install web worker beat migrate seed lint format check-services browser clean
+.PHONY: run test test-reliability install web worker beat migrate seed lint format check-services browser clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)."; exit 1; }
@@ -66,7 +66,13 @@ browser:
 test: install browser check-services
 	$(BIN)/ruff check .
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS) -m "not reliability"
+	$(TEST_ENV) $(BIN)/pytest -p no:xdist -m reliability tests/reliability
+
+# Fault injection (tests/reliability/): kills workers, restarts a private Redis, cuts
+# PostgreSQL behind a proxy. Serial: the tests measure recovery times.
+test-reliability: install check-services
+	$(TEST_ENV) $(BIN)/pytest -p no:xdist -m reliability tests/reliability
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """Error pages: JSON in the API's error shape under /api/, templates elsewhere."""
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 
 from controlplane.middleware import wants_json
 
@@ -29,4 +30,5 @@ def handler_500(request):
             "Quote the X-Request-ID header when reporting it.",
             "server_error",
         )
-    return render(request, "500.html", status=500)
+    # Without the request: the failure may be the database, which context processors read.
+    return HttpResponse(render_to_string("500.html"), status=500)

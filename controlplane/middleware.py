@@ -6,8 +6,8 @@ import logging
 import re
 
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
 from controlplane import context
 
@@ -68,6 +68,6 @@ class DatabaseUnavailableMiddleware:
                 status=503,
                 headers={"Retry-After": "5"},
             )
-        response = render(request, "503.html", status=503)
-        response["Retry-After"] = "5"
-        return response
+        # Rendered without the request: context processors would read the session and the
+        # user from the database that is down, and turn this 503 into a bare 500.
+        return HttpResponse(render_to_string("503.html"), status=503, headers={"Retry-After": "5"})
