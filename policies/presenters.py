@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.dashboard.pages import pretty
-from policies import services
 from policies.choices import ApprovalKind, ApprovalStatus
 from policies.forms import ApprovalDecisionForm, response_form
 from policies.models import ApprovalRequest, ApprovalVote, Policy
+from policies.selectors import pending_for
 
 CALL_FIELDS = ("action", "agent", "tool", "model", "arguments", "reason", "rule", "policy")
 
@@ -36,15 +36,22 @@ def approval_cards(
             votes.setdefault(vote.approval_id, []).append(vote)
     policy_ids = {a.policy_id for a in approvals if a.policy_id}
     policies = Policy.objects.in_bulk(policy_ids) if policy_ids else {}
+    # who may decide, in one query for every card (the rule of services.can_decide)
+    pending_ids = [a.pk for a in approvals if a.status == ApprovalStatus.PENDING]
+    decidable = (
+        set(pending_for(access).filter(pk__in=pending_ids).values_list("pk", flat=True))
+        if pending_ids
+        else set()
+    )
     user_id = getattr(access.user, "pk", None)
     cards = []
     for approval in approvals:
         if approval.policy_id in policies:
-            approval.policy = policies[approval.policy_id]  # no query per card in can_decide
+            approval.policy = policies[approval.policy_id]  # no query per card
         mine = votes.get(approval.pk, [])
         pending = approval.status == ApprovalStatus.PENDING
         voted = any(v.user_id == user_id for v in mine)
-        can_decide = pending and not voted and services.can_decide(access=access, approval=approval)
+        can_decide = pending and not voted and approval.pk in decidable
         form, answer = (forms or {}).get(approval.pk, (None, None))
         details = approval.details or {}
         is_policy = approval.kind == ApprovalKind.POLICY and "action" in details

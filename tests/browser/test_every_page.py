@@ -320,10 +320,15 @@ WORDLESS_BADGES_JS = """() => {
   return out;
 }"""
 
+# Button names of the writes (GET forms name theirs "Filter", "Show changes" ...).
+WRITE_WORDS = """publish activate delete cancel approve deny revoke disable enable roll.?back
+resume rerun run.again grant remove save discover test.connection start create add new edit send"""
+WRITE_NAME = r"\b(" + "|".join(WRITE_WORDS.split()) + r")\b"  # a JavaScript RegExp, any case
+
 # What a viewer must not be offered: a form that POSTs (but signing out), an htmx write,
 # a button named after a write, or a link to a page that his role cannot open.
-WRITES_JS = """() => {
-  const words = /\\b(publish|activate|delete|cancel|approve|deny|revoke|disable|enable|roll ?back|resume|rerun|run again|grant|remove|save|discover|test connection|start|create|add|new|edit|send)\\b/i;
+WRITES_JS = """(writeName) => {
+  const words = new RegExp(writeName, "i");
   const forbidden = /\\/(new|edit|start|simulate)\\/$|^\\/t\\/[^/]+\\/tokens\\/$/;
   const shown = el => el.checkVisibility({visibilityProperty: true});
   const signOut = el => el.closest('form[action="/logout/"]') !== null;
@@ -340,6 +345,7 @@ WRITES_JS = """() => {
     if (shown(el) && !signOut(el) && words.test(name)) out.push(`button "${name}"`);
   }
   for (const a of document.querySelectorAll("a[href]")) {
+    if (a.getAttribute("href").startsWith("#")) continue;  // the skip link, anchors
     const url = new URL(a.href, location.href);
     if (url.origin === location.origin && forbidden.test(url.pathname) && shown(a)) {
       out.push(`link "${a.innerText.trim()}" to ${url.pathname}`);
@@ -374,7 +380,8 @@ class Watch:
 
     def _console(self, message) -> None:
         if message.type == "error":
-            self.problems.append(f"console error: {message.text}")
+            source = message.location.get("url", "")
+            self.problems.append(f"console error: {message.text} ({source or 'no source'})")
 
     def _failed(self, request) -> None:
         if self._static(request.url):
@@ -415,7 +422,7 @@ def check(page, request, watch: Watch, base: str, visit: Visit, *, status: int, 
         if outside:
             problems.append(f"elements outside the viewport: {outside}")
     if viewer:
-        writes = page.evaluate(WRITES_JS)
+        writes = page.evaluate(WRITES_JS, WRITE_NAME)
         if writes:
             problems.append(f"a viewer is offered writes: {writes}")
     path = shot(page, request, f"{visit.label}-{width}")
