@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -33,6 +34,7 @@ class RequestContextMiddleware:
         finally:
             context.reset_context(token)
         response["X-Request-ID"] = request_id
+        response.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY_HEADER)
         return response
 
 

@@ -924,9 +924,7 @@ class TestAgentDetail:
         body = text(page)
         assert "copy of v1" in body
         # the confirmation names what happens
-        assert "return confirm(&#x27;Roll triage back to v1?" in body or (
-            "return confirm('Roll triage back to v1?" in body
-        )
+        assert 'data-confirm="Roll triage back to v1?' in body
 
     def test_rollback_to_a_missing_version_is_explained(self, world, agent):
         response = client_for(world.alice).post(

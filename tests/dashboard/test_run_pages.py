@@ -1085,7 +1085,7 @@ class TestRunDetail:
     def test_cancel_asks_for_confirmation_and_cancels(self, world, run):
         client = client_for(world.oscar)
         body = text(client.get(run_url(run)))
-        assert f"return confirm('Cancel run #{run.pk}? Running steps stop" in body
+        assert f'data-confirm="Cancel run #{run.pk}? Running steps stop' in body
         response = client.post(run_url(run), {"op": "cancel"})
         assert response.status_code == 302
         run.refresh_from_db()
@@ -1131,7 +1131,7 @@ class TestRunDetail:
         client = client_for(world.oscar)
         body = text(client.get(run_url(run)))
         rerun_form = body.split('id="rerun"')[1].split("</form>")[0]
-        assert "return confirm('Start a new run of refunds with this input?" in rerun_form
+        assert 'data-confirm="Start a new run of refunds with this input?' in rerun_form
         assert 'name="input-customer" value="Dana Scully"' in rerun_form
         bad = client.post(run_url(run), {"op": "rerun", **start_data(customer="")})
         assert bad.status_code == 400
@@ -1257,9 +1257,7 @@ class TestApprovals:
     def test_deny_asks_for_confirmation_and_fails_the_step(self, world, approval):
         client = client_for(world.alice)
         body = text(client.get(approval_url(approval)))
-        assert (
-            "return confirm('Deny “Refund 120 EUR to Dana Scully?”? The waiting step fails" in body
-        )
+        assert 'data-confirm="Deny “Refund 120 EUR to Dana Scully?”? The waiting step fails' in body
         response = client.post(approval_url(approval), decide_data(approval, "deny", "too much"))
         assert response.status_code == 302
         approval.refresh_from_db()
