@@ -205,6 +205,7 @@ def provider_create(
     models: Any = (),
     timeout_seconds: int = 60,
     tags: list[str] | None = None,
+    status: str = Status.ACTIVE,
 ) -> ProviderConnection:
     """Register a model provider; the key is stored encrypted and never echoed."""
     _unique_slug(ProviderConnection, tenant, slug)
@@ -220,6 +221,7 @@ def provider_create(
         models=_validate_models(list(models)),
         timeout_seconds=timeout_seconds,
         tags=tags or [],
+        status=status,
     )
     _check_provider(provider)
     provider.save()
@@ -306,6 +308,7 @@ def mcp_server_create(
     secret_env: dict | None = None,
     timeout_seconds: int = 30,
     tags: list[str] | None = None,
+    status: str = Status.ACTIVE,
 ) -> McpServer:
     """Register an MCP server; run discovery separately to register its tools."""
     _unique_slug(McpServer, tenant, slug)
@@ -322,6 +325,7 @@ def mcp_server_create(
         secret_env=secret_env or {},
         timeout_seconds=timeout_seconds,
         tags=tags or [],
+        status=status,
     )
     _check_mcp(server)
     server.save()

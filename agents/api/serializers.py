@@ -188,7 +188,7 @@ class ToolSerializer(serializers.ModelSerializer):
         write_only=True, required=False, help_text="Headers with secret values (write-only)."
     )
     secret_header_names = serializers.SerializerMethodField()
-    mcp_server = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    mcp_server = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     allowed_hosts = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False
     )
@@ -271,7 +271,7 @@ class AgentSerializer(serializers.ModelSerializer):
     )
     note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
     version = serializers.IntegerField(
-        source="current_version.number", read_only=True, default=None
+        source="current_version.number", read_only=True, default=None, allow_null=True
     )
     tools = serializers.SerializerMethodField()
     simulated = serializers.SerializerMethodField(
@@ -350,7 +350,9 @@ class AgentRollbackSerializer(serializers.Serializer):
 
 class AgentVersionSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
     tools = serializers.SerializerMethodField()
     is_current = serializers.SerializerMethodField()
 

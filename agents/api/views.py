@@ -126,7 +126,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         return super().update(request, *args, **kwargs)
 
     @extend_schema(responses=AgentVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, *args, **kwargs):
         """Every version of the agent, newest first."""
         agent = self.get_object()

@@ -55,7 +55,12 @@ class ObjectPermissionsMixin:
         ],
         responses={204: None},
     )
-    @action(detail=True, methods=["get", "post", "delete"], url_path="permissions")
+    @action(
+        detail=True,
+        methods=["get", "post", "delete"],
+        url_path="permissions",
+        pagination_class=None,
+    )
     def permissions(self, request, *args, **kwargs):
         obj = self.get_object()
         if request.method == "GET":

@@ -1,6 +1,12 @@
-"""OpenAPI descriptions of our authentication classes (loaded by the api app)."""
+"""OpenAPI descriptions of our authentication classes and error responses (loaded by the api
+app)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_standardized_errors.handler import exception_handler as standardized_errors_handler
+from drf_standardized_errors.openapi import AutoSchema as StandardizedErrorsAutoSchema
+from rest_framework import serializers
+
+from controlplane.api.errors import exception_handler as project_exception_handler
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -22,3 +28,42 @@ class SessionScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+# Error responses -----------------------------------------------------------------------------
+class _ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    attr = serializers.CharField(
+        allow_null=True, help_text="The field at fault (a dotted path into nested data), or null."
+    )
+
+
+class ErrorResponse400Serializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["validation_error", "client_error"])
+    errors = _ErrorSerializer(many=True)
+
+
+class AutoSchema(StandardizedErrorsAutoSchema):
+    """drf-standardized-errors' schema, with the error responses our handler answers.
+
+    The package documents 4xx/5xx responses only for views whose exception handler is its own;
+    ours (``controlplane.api.errors.exception_handler``) wraps it and answers the same shape, so
+    without this every error response was missing from the schema. A 400 is documented in one
+    generic shape: services report errors by dotted path (``config.provider``) and by header
+    (``Idempotency-Key``), which a per-serializer enumeration of fields would not admit.
+    """
+
+    def _should_add_error_response(self, responses: dict, status_code: str) -> bool:
+        if self.view.get_exception_handler() is not project_exception_handler:
+            return False
+        self.view.get_exception_handler = lambda: standardized_errors_handler
+        try:
+            return super()._should_add_error_response(responses, status_code)
+        finally:
+            del self.view.get_exception_handler
+
+    def _get_error_response_serializer(self, status_code: str):
+        if status_code == "400":
+            return ErrorResponse400Serializer
+        return super()._get_error_response_serializer(status_code)

@@ -7,7 +7,9 @@ from controlplane.api.models import ApiToken
 
 class ApiTokenSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
     status = serializers.CharField(read_only=True)
 
     class Meta:

@@ -86,3 +86,72 @@ def object_permission_revoke(*, user: Any, perm: str, obj: models.Model) -> None
             tenant=obj.tenant,
             before={"username": user.get_username(), "permission": perm},
         )
+
+
+# Cleanup ---------------------------------------------------------------------------------------
+# The models whose objects may carry per-object grants. Deleting one of them, by its service, a
+# cascade or any other way, deletes the grants on it (``connect_grant_cleanup``): a grant row left
+# behind would name a primary key that a later object could reuse. Kept explicit (a receiver for
+# every model would cost the fast bulk deletes of steps and events).
+GRANTABLE_MODELS = (
+    "agents.Agent",
+    "agents.Tool",
+    "agents.ProviderConnection",
+    "agents.McpServer",
+    "agents.Secret",
+    "agents.KnowledgeDocument",
+    "agents.ToolGrant",
+    "runs.Workflow",
+    "runs.Run",
+    "policies.Policy",
+    "policies.ApprovalRequest",
+    "tenancy.Membership",
+    "api.ApiToken",
+)
+
+
+def _grants_of_deleted_object(sender, instance, **kwargs) -> None:
+    remove_object_grants(instance)
+
+
+def connect_grant_cleanup() -> None:
+    """Remove an object's grants whenever it is deleted (called once, from the app's ready())."""
+    from django.apps import apps
+    from django.db.models.signals import post_delete
+
+    for label in GRANTABLE_MODELS:
+        post_delete.connect(
+            _grants_of_deleted_object,
+            sender=apps.get_model(label),
+            dispatch_uid=f"rbac.grant-cleanup.{label}",
+        )
+
+
+def remove_user_grants_in_tenant(*, user: Any, tenant: Any) -> int:
+    """Delete every grant ``user`` holds on objects of ``tenant`` (they are leaving it).
+
+    Grants on other tenants' objects stay. Returns how many were removed.
+    """
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import UserObjectPermission
+
+    removed = 0
+    by_type: dict[int, set[str]] = {}
+    held = UserObjectPermission.objects.filter(user=user)
+    for content_type_id, object_pk in held.values_list("content_type", "object_pk"):
+        by_type.setdefault(content_type_id, set()).add(object_pk)
+    for content_type_id, pks in by_type.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        if model is None or not any(f.name == "tenant" for f in model._meta.fields):
+            continue
+        manager = getattr(model.objects, "unscoped", None)
+        queryset = manager() if manager else model._default_manager.all()
+        in_tenant = {
+            str(pk)
+            for pk in queryset.filter(tenant=tenant, pk__in=list(pks)).values_list("pk", flat=True)
+        }
+        if in_tenant:
+            removed += UserObjectPermission.objects.filter(
+                user=user, content_type_id=content_type_id, object_pk__in=in_tenant
+            ).delete()[0]
+    return removed

@@ -105,12 +105,15 @@ def membership_change_role(
 def membership_remove(*, membership: Membership, actor_role: str | None = None) -> None:
     """Remove a member (and revoke their API tokens in this tenant); keeps one owner."""
     from controlplane.api.services import api_token_revoke_all_for_user
+    from controlplane.rbac.grants import remove_user_grants_in_tenant
 
     membership = Membership.objects.unscoped().select_for_update().get(pk=membership.pk)
     _check_can_assign(actor_role, membership.role, membership.role)
     _ensure_an_owner_remains(membership)
     before = snapshot(membership, _MEMBERSHIP_FIELDS)
     api_token_revoke_all_for_user(tenant=membership.tenant, user=membership.user)
+    # a grant needs membership; kept, it would come back if the user were added again
+    remove_user_grants_in_tenant(user=membership.user, tenant=membership.tenant)
     audit_record(
         action="membership.delete", target=membership, tenant=membership.tenant, before=before
     )

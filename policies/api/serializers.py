@@ -26,9 +26,15 @@ class ApprovalVoteSerializer(serializers.ModelSerializer):
 
 class ApprovalSerializer(serializers.ModelSerializer):
     run = serializers.IntegerField(source="run_id", read_only=True)
-    step = serializers.CharField(source="step_run.step_key", read_only=True, default=None)
-    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
-    policy = serializers.CharField(source="policy.slug", read_only=True, default=None)
+    step = serializers.CharField(
+        source="step_run.step_key", read_only=True, default=None, allow_null=True
+    )
+    decided_by = serializers.CharField(
+        source="decided_by.username", read_only=True, default=None, allow_null=True
+    )
+    policy = serializers.CharField(
+        source="policy.slug", read_only=True, default=None, allow_null=True
+    )
     votes = ApprovalVoteSerializer(many=True, read_only=True)
     approve_votes = serializers.SerializerMethodField(
         help_text="Distinct people who approved so far (decided at required_approvals)."
@@ -80,9 +86,9 @@ class PolicySerializer(serializers.ModelSerializer):
     """A policy as listed: which version is applied and whether a newer draft waits."""
 
     active_version = serializers.IntegerField(
-        source="active_version.number", read_only=True, default=None
+        source="active_version.number", read_only=True, default=None, allow_null=True
     )
-    latest_version = serializers.IntegerField(read_only=True, default=None)
+    latest_version = serializers.IntegerField(read_only=True, default=None, allow_null=True)
     versions_count = serializers.IntegerField(read_only=True, default=0)
     has_draft = serializers.SerializerMethodField(
         help_text="A version newer than the applied one exists (activate it to apply it)."
@@ -157,7 +163,9 @@ class PolicyUpdateSerializer(serializers.Serializer):
 
 class PolicyVersionSerializer(serializers.ModelSerializer):
     policy = serializers.CharField(source="policy.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
     state = serializers.SerializerMethodField(
         help_text="active (applied), draft (never applied) or previous (applied before)."
     )
@@ -264,11 +272,13 @@ class PolicyGrantHolderSerializer(serializers.Serializer):
 
 
 class PolicyDecisionSerializer(serializers.ModelSerializer):
-    run = serializers.IntegerField(source="run_id", read_only=True, default=None)
+    run = serializers.IntegerField(source="run_id", read_only=True, default=None, allow_null=True)
     step = serializers.CharField(source="step_key", read_only=True)
-    policy = serializers.CharField(source="policy.slug", read_only=True, default=None)
+    policy = serializers.CharField(
+        source="policy.slug", read_only=True, default=None, allow_null=True
+    )
     policy_version = serializers.IntegerField(
-        source="policy_version.number", read_only=True, default=None
+        source="policy_version.number", read_only=True, default=None, allow_null=True
     )
 
     class Meta:

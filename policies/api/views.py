@@ -133,7 +133,7 @@ class PolicyViewSet(TenantViewSet):
         services.policy_delete(policy=instance)
 
     @extend_schema(methods=["GET"], responses=PolicyVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, *args, **kwargs):
         """Every version of the policy, newest first, each marked active, draft or previous."""
         policy = self.get_object()
@@ -274,7 +274,12 @@ class PolicyViewSet(TenantViewSet):
         ],
         responses={204: None},
     )
-    @action(detail=True, methods=["get", "post", "delete"], url_path="permissions")
+    @action(
+        detail=True,
+        methods=["get", "post", "delete"],
+        url_path="permissions",
+        pagination_class=None,
+    )
     def permissions(self, request, *args, **kwargs):
         """Grant or revoke ``approve``: its holder may decide this policy's approvals."""
         policy = self.get_object()

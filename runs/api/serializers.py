@@ -17,7 +17,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
     )
     note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
     version = serializers.IntegerField(
-        source="current_version.number", read_only=True, default=None
+        source="current_version.number", read_only=True, default=None, allow_null=True
     )
     tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
     status = serializers.ChoiceField(choices=Status.choices, required=False)
@@ -78,7 +78,9 @@ class WorkflowValidateSerializer(serializers.Serializer):
 
 class WorkflowVersionSerializer(serializers.ModelSerializer):
     workflow = serializers.CharField(source="workflow.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = WorkflowVersion
@@ -147,12 +149,18 @@ class RunEventSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    workflow = serializers.CharField(source="workflow.slug", read_only=True, default=None)
-    workflow_version = serializers.IntegerField(
-        source="workflow_version.number", read_only=True, default=None
+    workflow = serializers.CharField(
+        source="workflow.slug", read_only=True, default=None, allow_null=True
     )
-    agent = serializers.CharField(source="agent.slug", read_only=True, default=None)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    workflow_version = serializers.IntegerField(
+        source="workflow_version.number", read_only=True, default=None, allow_null=True
+    )
+    agent = serializers.CharField(
+        source="agent.slug", read_only=True, default=None, allow_null=True
+    )
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, default=None, allow_null=True
+    )
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
     progress = serializers.SerializerMethodField()
 

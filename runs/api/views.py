@@ -93,7 +93,7 @@ class WorkflowViewSet(TenantViewSet):
         return Response(WorkflowVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=WorkflowVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, *args, **kwargs):
         """Every version, newest first."""
         workflow = self.get_object()
@@ -254,7 +254,7 @@ class RunViewSet(TenantViewSet):
         ],
         responses=RunEventSerializer(many=True),
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request, *args, **kwargs):
         """The run's events in order; ``after`` resumes from the last sequence number seen."""
         run = self.get_object()
