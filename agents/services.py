@@ -283,11 +283,43 @@ def provider_record_test(
 # MCP servers -------------------------------------------------------------------------------
 
 
+def stdio_command_problem(command: str) -> str | None:
+    """Why this installation refuses ``command`` as a stdio MCP server, or None.
+
+    The executable (first word) must be listed in the MCP_STDIO_COMMANDS setting.
+    """
+    import shlex
+
+    from django.conf import settings
+
+    allowed = settings.MCP_STDIO_COMMANDS
+    try:
+        executable = (shlex.split(command) or [""])[0]
+    except ValueError as exc:
+        return f"The command cannot be parsed: {exc}."
+    if "*" in allowed or executable in allowed:
+        return None
+    if not allowed:
+        return (
+            "stdio MCP servers are disabled on this installation (they run commands on the "
+            "control plane's host). Use a streamable-HTTP server, or ask the operator to list "
+            "the executable in MCP_STDIO_COMMANDS."
+        )
+    return (
+        f"{executable!r} is not an allowed stdio MCP command here; allowed: "
+        f"{', '.join(allowed)} (MCP_STDIO_COMMANDS)."
+    )
+
+
 def _check_mcp(server: McpServer) -> None:
     if server.transport == "http" and not server.url:
         raise ValidationError({"url": "A streamable-HTTP server needs its URL."})
     if server.transport == "stdio" and not server.command:
         raise ValidationError({"command": "A stdio server needs the command that starts it."})
+    if server.transport == "stdio":
+        problem = stdio_command_problem(server.command)
+        if problem:
+            raise ValidationError({"command": problem})
     if not isinstance(server.args, list) or not all(isinstance(a, str) for a in server.args):
         raise ValidationError({"args": "Give the command's arguments as a list of strings."})
     _full_clean(server, exclude=["secret_headers", "secret_env"])

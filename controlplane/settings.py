@@ -254,6 +254,10 @@ CELERY_BEAT_SCHEDULE: dict = {
 # The run engine: a claimed step's lease (renewed while it runs), the default step timeout,
 # how long a queued step may sit unclaimed before the sweeper re-dispatches it, and the
 # default run deadline.
+# Executables a tenant may register as a stdio MCP server. A stdio server runs on this host,
+# so an open list would let any tenant admin run commands here: nothing by default; "*"
+# allows any (a single-team installation).
+MCP_STDIO_COMMANDS = env.list("MCP_STDIO_COMMANDS", [])
 STEP_LEASE_SECONDS = env.int("STEP_LEASE_SECONDS", 30, minimum=2)
 STEP_DEFAULT_TIMEOUT_SECONDS = env.int("STEP_DEFAULT_TIMEOUT_SECONDS", 300, minimum=1)
 SWEEP_REDISPATCH_AFTER_SECONDS = env.int("SWEEP_REDISPATCH_AFTER_SECONDS", 15, minimum=1)

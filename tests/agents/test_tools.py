@@ -836,6 +836,12 @@ def http_server(tenant, url: str, **fields) -> McpServer:
         return McpServer.objects.create(tenant=tenant, **values)
 
 
+@pytest.fixture(autouse=True)
+def _stdio_allowed(settings):
+    """This module's stdio servers are the test interpreter and a missing binary."""
+    settings.MCP_STDIO_COMMANDS = [sys.executable, "/nonexistent/mcp-server"]
+
+
 def stdio_server(tenant, env: dict | None = None, **fields) -> McpServer:
     values = {
         "slug": "local",
@@ -1032,3 +1038,31 @@ def test_discovery_outside_the_tenant_context_is_refused(tenant):
 
     with pytest.raises(RuntimeError, match="tenant context"):
         mcp_server_discover(server=server)
+
+
+def test_stdio_servers_are_refused_unless_their_executable_is_listed(tenant, settings):
+    from django.core.exceptions import ValidationError
+
+    from agents import services as registry
+
+    def create(command):
+        with tenant_context(tenant):
+            return registry.mcp_server_create(
+                tenant=tenant, slug="s", name="S", transport="stdio", command=command
+            )
+
+    settings.MCP_STDIO_COMMANDS = []
+    with pytest.raises(ValidationError, match="stdio MCP servers are disabled"):
+        create("/bin/sh -c 'id'")
+    settings.MCP_STDIO_COMMANDS = ["/usr/bin/mcp-files"]
+    with pytest.raises(ValidationError, match="'/bin/sh' is not an allowed stdio MCP command"):
+        create("/bin/sh -c 'id'")
+    assert create("/usr/bin/mcp-files --root /srv").command.startswith("/usr/bin/mcp-files")
+
+
+def test_a_stdio_server_delisted_after_registration_is_not_started(tenant, settings):
+    server = stdio_server(tenant)
+    settings.MCP_STDIO_COMMANDS = []
+    with pytest.raises(ToolError, match="disabled on this installation") as info:
+        discover(server)
+    assert info.value.code == "forbidden"

@@ -1484,13 +1484,20 @@ class TestMcpServerForms:
         assert server.name == "Files 2"
         assert server.secret_headers == {"X-Api-Key": "mcp-key-never-shown-987"}
 
-    def test_stdio_server_needs_its_command(self, world):
+    def test_stdio_server_needs_its_command(self, world, settings):
+        settings.MCP_STDIO_COMMANDS = ["python3"]
         client = client_for(world.alice)
         data = {"slug": "local", "name": "Local", "transport": "stdio", "timeout_seconds": "30"}
         response = client.post("/t/acme/mcp-servers/new/", data)
         assert response.status_code == 400
         assert field_errors(text(response), "command") == [
             "A stdio server needs the command that starts it."
+        ]
+        response = client.post("/t/acme/mcp-servers/new/", {**data, "command": "/bin/sh -c id"})
+        assert response.status_code == 400
+        assert field_errors(text(response), "command") == [
+            "'/bin/sh' is not an allowed stdio MCP command here; allowed: python3 "
+            "(MCP_STDIO_COMMANDS)."
         ]
         response = client.post(
             "/t/acme/mcp-servers/new/",
@@ -1677,7 +1684,8 @@ class TestKnowledgeForms:
 # secrets never reach a page ----------------------------------------------------------------
 
 
-def test_secret_values_never_appear_in_any_page(world):
+def test_secret_values_never_appear_in_any_page(world, settings):
+    settings.MCP_STDIO_COMMANDS = ["srv"]
     values = {
         "secret": "plain-secret-value-0001",
         "provider": "sk-provider-key-0002",
