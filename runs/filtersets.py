@@ -3,6 +3,7 @@ from django.core.validators import RegexValidator
 from django.db.models import Q
 
 from agents.choices import Status
+from controlplane.filters import UtcIsoDateTimeFilter
 from runs.choices import RunStatus
 from runs.models import Run, Workflow
 
@@ -26,8 +27,8 @@ class RunFilterSet(django_filters.FilterSet):
     workflow = django_filters.CharFilter(field_name="workflow__slug")
     agent = django_filters.CharFilter(field_name="agent__slug")
     created_by = django_filters.CharFilter(field_name="created_by__username")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Run

@@ -74,3 +74,15 @@ def test_the_detectors_themselves_work():
     assert not INLINE_SCRIPT.search('<script src="/static/js/live.js" defer></script>')
     assert INLINE_HANDLER.search('<form onsubmit="return confirm(1)">')
     assert not INLINE_HANDLER.search('<form data-confirm="Sure?">')
+
+
+@pytest.mark.parametrize("path", ["/api/v1/t/acme/audit-events/", "/api/v1/t/acme/runs/"])
+def test_time_filters_with_offsets_postgresql_cannot_store_are_converted_not_500(
+    world, api, path
+):
+    """Found by schemathesis: an offset of +20:43 is valid ISO 8601 but not for PostgreSQL."""
+    client = api(world.alice, world.acme)
+    response = client.get(path, {"since": "1247-10-07T16:30:18.701711+20:43"})
+    assert response.status_code == 200, response.content
+    response = client.get(path, {"since": "not a time"})
+    assert response.status_code == 400

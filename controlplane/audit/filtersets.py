@@ -1,6 +1,7 @@
 import django_filters
 
 from controlplane.audit.models import ActorType, AuditEvent
+from controlplane.filters import UtcIsoDateTimeFilter
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
@@ -18,8 +19,8 @@ class AuditEventFilterSet(django_filters.FilterSet):
     target = django_filters.CharFilter(
         field_name="target_name", lookup_expr="icontains", label="Target name contains"
     )
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     request_id = django_filters.CharFilter()
 
     class Meta:
