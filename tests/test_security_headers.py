@@ -77,9 +77,7 @@ def test_the_detectors_themselves_work():
 
 
 @pytest.mark.parametrize("path", ["/api/v1/t/acme/audit-events/", "/api/v1/t/acme/runs/"])
-def test_time_filters_with_offsets_postgresql_cannot_store_are_converted_not_500(
-    world, api, path
-):
+def test_time_filters_with_offsets_postgresql_cannot_store_are_converted_not_500(world, api, path):
     """Found by schemathesis: an offset of +20:43 is valid ISO 8601 but not for PostgreSQL."""
     client = api(world.alice, world.acme)
     response = client.get(path, {"since": "1247-10-07T16:30:18.701711+20:43"})
