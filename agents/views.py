@@ -11,7 +11,7 @@ it with ``require``, which audits a refusal like the base does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -58,6 +58,7 @@ from agents.selectors import version_diff
 from controlplane.dashboard.pages import (
     FormPage,
     ObjectFormPage,
+    OperationsMixin,
     RegistryListPage,
     RegistryObjectPage,
     pretty,
@@ -133,7 +134,7 @@ class AgentCreatePage(FormPage):
         return redirect(self.url("agent-detail", slug=agent.slug))
 
 
-class AgentDetailPage(RegistryObjectPage):
+class AgentDetailPage(OperationsMixin, RegistryObjectPage):
     template_name = "agents/agent_detail.html"
     permission_required = "agents.view_agent"
     post_permission_required = "agents.change_agent"
@@ -208,20 +209,14 @@ class AgentDetailPage(RegistryObjectPage):
             },
         }
 
-    def post(self, request, *args, **kwargs):
-        handlers = {
-            "publish": self.publish,
-            "rollback": self.rollback,
-            "disable": self.toggle,
-            "enable": self.toggle,
-            "grant": self.grant,
-            "revoke": self.revoke,
-        }
-        handler = handlers.get(request.POST.get("op", ""))
-        if handler is None:
-            messages.error(request, "Unknown action.")
-            return redirect(request.path)
-        return handler(self.object)
+    operations: ClassVar[dict[str, str]] = {
+        "publish": "publish",
+        "rollback": "rollback",
+        "disable": "toggle",
+        "enable": "toggle",
+        "grant": "grant",
+        "revoke": "revoke",
+    }
 
     def publish(self, agent: Agent) -> HttpResponse:
         form = AgentPublishForm(self.request.POST)

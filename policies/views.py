@@ -16,7 +16,7 @@ like every refused page. A request decided meanwhile is reported, never decided 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -28,7 +28,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from agents.choices import Risk, Status
 from agents.forms import VersionDiffForm
 from agents.models import Tool
-from controlplane.dashboard.pages import FormPage, RegistryListPage, RegistryObjectPage, pretty
+from controlplane.dashboard.pages import (
+    FormPage,
+    OperationsMixin,
+    RegistryListPage,
+    RegistryObjectPage,
+    pretty,
+)
 from controlplane.rbac.denials import record_denial
 from controlplane.rbac.grants import users_granted
 from policies import services
@@ -186,7 +192,7 @@ class PolicyPage(RegistryObjectPage):
         return data
 
 
-class PolicyDetailPage(PolicyPage):
+class PolicyDetailPage(OperationsMixin, PolicyPage):
     template_name = "policies/policy_detail.html"
     permission_required = "policies.view_policy"
     post_permission_required = "policies.change_policy"
@@ -254,19 +260,13 @@ class PolicyDetailPage(PolicyPage):
             },
         }
 
-    def post(self, request, *args, **kwargs):
-        handlers = {
-            "save": self.save_version,
-            "activate": self.activate,
-            "rollback": self.activate,
-            "mode": self.set_mode,
-            "delete": self.delete,
-        }
-        handler = handlers.get(request.POST.get("op", ""))
-        if handler is None:
-            messages.error(request, "Unknown action.")
-            return redirect(request.path)
-        return handler(self.object)
+    operations: ClassVar[dict[str, str]] = {
+        "save": "save_version",
+        "activate": "activate",
+        "rollback": "activate",
+        "mode": "set_mode",
+        "delete": "delete",
+    }
 
     def save_version(self, policy: Policy) -> HttpResponse:
         self.require("policies.add_policyversion")

@@ -14,7 +14,7 @@ only the events after the last one it shows.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -28,6 +28,7 @@ from agents.models import Agent
 from controlplane.dashboard.pages import (
     FormPage,
     KeysFirstPaginator,
+    OperationsMixin,
     RegistryListPage,
     RegistryObjectPage,
     pretty,
@@ -305,7 +306,7 @@ class RunListPage(RegistryListPage):
         return data
 
 
-class RunDetailPage(RegistryObjectPage):
+class RunDetailPage(OperationsMixin, RegistryObjectPage):
     """A run: status, progress, steps, approvals and the timeline; live while it is active.
 
     A GET from htmx with ``after`` answers only what changed: the events after that
@@ -413,13 +414,11 @@ class RunDetailPage(RegistryObjectPage):
 
     # actions ---------------------------------------------------------------------------------
 
-    def post(self, request, *args, **kwargs):
-        handlers = {"cancel": self.cancel, "resume": self.resume, "rerun": self.rerun}
-        handler = handlers.get(request.POST.get("op", ""))
-        if handler is None:
-            messages.error(request, "Unknown action.")
-            return redirect(request.path)
-        return handler(self.object)
+    operations: ClassVar[dict[str, str]] = {
+        "cancel": "cancel",
+        "resume": "resume",
+        "rerun": "rerun",
+    }
 
     def cancel(self, run: Run) -> HttpResponse:
         try:

@@ -101,6 +101,19 @@ class RegistryListPage(RegistryPage):
         return data
 
 
+class OperationsMixin:
+    """An object page whose forms post an ``op``: ``operations`` names the method for each."""
+
+    operations: ClassVar[dict[str, str]] = {}
+
+    def post(self, request, *args, **kwargs):
+        name = self.operations.get(request.POST.get("op", ""))
+        if name is None:
+            messages.error(request, "Unknown action.")
+            return redirect(request.path)
+        return getattr(self, name)(self.object)
+
+
 class RegistryObjectPage(RegistryPage):
     """A page about one object, found by ``lookup_field`` inside the tenant."""
 
