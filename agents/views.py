@@ -41,7 +41,6 @@ from agents.forms import (
     SecretUpdateForm,
     ToolForm,
     ToolGrantForm,
-    VersionDiffForm,
     config_example,
 )
 from agents.models import (
@@ -62,6 +61,7 @@ from controlplane.dashboard.pages import (
     RegistryListPage,
     RegistryObjectPage,
     pretty,
+    version_diff_context,
 )
 
 # agents ------------------------------------------------------------------------------------
@@ -186,28 +186,10 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
 
     def diff(self, versions: list[AgentVersion], current: AgentVersion | None) -> dict[str, Any]:
         numbers = [v.number for v in versions]
-        asked = "from" in self.request.GET or "to" in self.request.GET
         initial = {"to": current.number if current else None}
         if len(numbers) > 1:
             initial["from"] = numbers[1]
-        form = VersionDiffForm(
-            self.request.GET if asked else None, numbers=numbers, initial=initial
-        )
-        if not asked or not form.is_valid():
-            return {"diff_form": form}
-        found = {v.number: v for v in versions}
-        older, newer = found[form.cleaned_data["from"]], found[form.cleaned_data["to"]]
-        return {
-            "diff_form": form,
-            "diff": {
-                "from": older.number,
-                "to": newer.number,
-                "changes": [
-                    {**c, "before": pretty(c["before"]), "after": pretty(c["after"])}
-                    for c in version_diff(older, newer)
-                ],
-            },
-        }
+        return version_diff_context(self.request, versions, initial, version_diff)
 
     operations: ClassVar[dict[str, str]] = {
         "publish": "publish",

@@ -26,7 +26,6 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from agents.choices import Risk, Status
-from agents.forms import VersionDiffForm
 from agents.models import Tool
 from controlplane.dashboard.pages import (
     FormPage,
@@ -34,6 +33,7 @@ from controlplane.dashboard.pages import (
     RegistryListPage,
     RegistryObjectPage,
     pretty,
+    version_diff_context,
 )
 from controlplane.rbac.denials import record_denial
 from controlplane.rbac.grants import users_granted
@@ -237,28 +237,10 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
 
     def diff(self, versions: list[PolicyVersion], base: PolicyVersion | None) -> dict[str, Any]:
         numbers = [v.number for v in versions]
-        asked = "from" in self.request.GET or "to" in self.request.GET
         initial: dict[str, Any] = {"to": numbers[0] if numbers else None}
         if len(numbers) > 1:
             initial["from"] = base.number if base and base.number != numbers[0] else numbers[1]
-        form = VersionDiffForm(
-            self.request.GET if asked else None, numbers=numbers, initial=initial
-        )
-        if not asked or not form.is_valid():
-            return {"diff_form": form}
-        found = {v.number: v for v in versions}
-        older, newer = found[form.cleaned_data["from"]], found[form.cleaned_data["to"]]
-        return {
-            "diff_form": form,
-            "diff": {
-                "from": older.number,
-                "to": newer.number,
-                "changes": [
-                    {**c, "before": pretty(c["before"]), "after": pretty(c["after"])}
-                    for c in services.policy_version_diff(older, newer)
-                ],
-            },
-        }
+        return version_diff_context(self.request, versions, initial, services.policy_version_diff)
 
     operations: ClassVar[dict[str, str]] = {
         "save": "save_version",

@@ -101,6 +101,33 @@ class RegistryListPage(RegistryPage):
         return data
 
 
+def version_diff_context(
+    request: Any, versions: list[Any], initial: dict[str, Any], differ: Any
+) -> dict[str, Any]:
+    """The version-diff form (``?from=N&to=M``) and, when asked, the changes ``differ``
+    (older, newer) finds between the two versions, with values pretty-printed."""
+    from agents.forms import VersionDiffForm
+
+    numbers = [v.number for v in versions]
+    asked = "from" in request.GET or "to" in request.GET
+    form = VersionDiffForm(request.GET if asked else None, numbers=numbers, initial=initial)
+    if not asked or not form.is_valid():
+        return {"diff_form": form}
+    found = {v.number: v for v in versions}
+    older, newer = found[form.cleaned_data["from"]], found[form.cleaned_data["to"]]
+    return {
+        "diff_form": form,
+        "diff": {
+            "from": older.number,
+            "to": newer.number,
+            "changes": [
+                {**c, "before": pretty(c["before"]), "after": pretty(c["after"])}
+                for c in differ(older, newer)
+            ],
+        },
+    }
+
+
 class OperationsMixin:
     """An object page whose forms post an ``op``: ``operations`` names the method for each."""
 
