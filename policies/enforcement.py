@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 from typing import Any
 
@@ -72,7 +73,10 @@ class StepPolicy:
             }
         return self._spend
 
+    @functools.cached_property
     def _soft_acknowledged(self) -> set[str]:
+        """Soft budget limits people agreed to pass in this run (decided before this step
+        started: a decision requeues the step, so it cannot change while the step runs)."""
         from policies.models import ApprovalRequest
 
         return set(
@@ -105,7 +109,7 @@ class StepPolicy:
         budgets = _budgets_for(self.policy_set, self.tenant.pk, self.run.pk)
         if not budgets:
             return None
-        acknowledged = self._soft_acknowledged()
+        acknowledged = self._soft_acknowledged
         check = reserve(
             self.tenant.pk,
             estimate,

@@ -1,3 +1,5 @@
+"""Filters of the policies, decisions and approvals lists, shared by the API and the dashboard."""
+
 import django_filters
 from django.db.models import Q
 
@@ -16,7 +18,7 @@ class ApprovalFilterSet(django_filters.FilterSet):
         fields = ["status", "kind"]
 
 
-class PolicyListFilterSet(django_filters.FilterSet):
+class PolicyFilterSet(django_filters.FilterSet):
     mode = django_filters.ChoiceFilter(choices=PolicyMode.choices)
     q = django_filters.CharFilter(method="search", label="Search name, slug and description")
 
@@ -30,14 +32,15 @@ class PolicyListFilterSet(django_filters.FilterSet):
         )
 
 
-class DecisionFilterSet(django_filters.FilterSet):
+class PolicyDecisionFilterSet(django_filters.FilterSet):
+    run = django_filters.NumberFilter(field_name="run_id")
     effect = django_filters.ChoiceFilter(choices=Effect.choices)
     action = django_filters.ChoiceFilter(choices=[(a, a) for a in ACTIONS])
-    tool = django_filters.CharFilter(label="Tool slug")
     agent = django_filters.CharFilter(label="Agent slug")
+    tool = django_filters.CharFilter(label="Tool slug")
     policy = django_filters.CharFilter(field_name="policy__slug", label="Policy slug")
-    run = django_filters.NumberFilter(field_name="run_id", label="Run")
+    rule = django_filters.CharFilter(label="Rule id")
 
     class Meta:
         model = PolicyDecision
-        fields = ["effect", "action", "tool"]
+        fields = ["run", "effect", "action", "agent", "tool", "policy", "rule"]

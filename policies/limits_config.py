@@ -19,16 +19,8 @@ def rate_limits_of(definitions: list[dict[str, Any]]) -> list[Any]:
     out = []
     for number, definition in enumerate(definitions):
         for entry in definition.get("rate_limits") or ():
-            out.append(
-                RateLimit(
-                    id=f"{number}.{entry['id']}",
-                    scope=entry["scope"],
-                    target=entry.get("target", "*"),
-                    limit=int(entry["limit"]),
-                    per_seconds=float(entry["per_seconds"]),
-                    burst=entry.get("burst"),
-                )
-            )
+            # ids are namespaced by policy: two policies' "calls" limits are two buckets
+            out.append(RateLimit.from_definition({**entry, "id": f"{number}.{entry['id']}"}))
     return out
 
 

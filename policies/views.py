@@ -40,7 +40,7 @@ from controlplane.rbac.grants import users_granted
 from policies import services
 from policies.choices import PolicyMode
 from policies.definition import CONDITION_VARIABLES
-from policies.filtersets import ApprovalFilterSet, DecisionFilterSet, PolicyListFilterSet
+from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
 from policies.forms import (
     SIMULATION_DEFAULT,
     ApprovalDecisionForm,
@@ -82,7 +82,7 @@ class PolicyListPage(RegistryListPage):
     permission_required = "policies.view_policy"
     nav_section = "policies"
     model = Policy
-    filterset_class = PolicyListFilterSet
+    filterset_class = PolicyFilterSet
     add_permission = "policies.add_policy"
 
     def get_queryset(self):
@@ -375,7 +375,7 @@ class DecisionListPage(RegistryListPage):
     permission_required = "policies.view_policydecision"
     nav_section = "policies"
     model = PolicyDecision
-    filterset_class = DecisionFilterSet
+    filterset_class = PolicyDecisionFilterSet
 
     def get_queryset(self):
         return PolicyDecision.objects.select_related("policy", "policy_version").order_by("-id")

@@ -24,7 +24,6 @@ from controlplane.rbac.grants import (
     users_granted,
 )
 from policies import services
-from policies.api.filtersets import PolicyDecisionFilterSet, PolicyFilterSet
 from policies.api.serializers import (
     ApprovalDecisionSerializer,
     ApprovalSerializer,
@@ -43,7 +42,7 @@ from policies.api.serializers import (
     PolicyVersionSerializer,
     SimulationResultSerializer,
 )
-from policies.filtersets import ApprovalFilterSet
+from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
 from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
 from policies.selectors import with_version_counts
 
