@@ -47,6 +47,9 @@ class Decision:
     version_id: int | None = None
     would_effect: str = ""
     would_rule: str | None = None
+    would_policy_id: int | None = None
+    would_policy_slug: str = ""
+    would_reason: str = ""
     matched: CompiledRule | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -299,10 +302,18 @@ def decide(
     policy_set = policy_set or EMPTY
     variables: list[dict[str, Any] | None] = [None]
     rule, note = _first_match(policy_set.enforced[request.action], request, variables, now)
-    would_rule, _ = _first_match(policy_set.log_only[request.action], request, variables, now)
+    would_rule, would_note = _first_match(
+        policy_set.log_only[request.action], request, variables, now
+    )
     extra: dict[str, Any] = {}
     if would_rule is not None:
-        extra = {"would_effect": would_rule.effect, "would_rule": would_rule.id}
+        extra = {
+            "would_effect": would_rule.effect,
+            "would_rule": would_rule.id,
+            "would_policy_id": would_rule.policy_id,
+            "would_policy_slug": would_rule.policy_slug,
+            "would_reason": _describe(would_rule, would_note),
+        }
     digest = request.digest()
     if rule is None:
         return Decision(

@@ -311,6 +311,9 @@ class StepPolicy:
                 "rule": decision.rule,
                 "policy": decision.policy_slug,
                 "would_effect": decision.would_effect,
+                "would_policy": decision.would_policy_slug,
+                "would_rule": decision.would_rule,
+                "would_reason": decision.would_reason,
                 "inputs_hash": decision.inputs_hash,
             },
         )

@@ -115,7 +115,8 @@ class PolicyDecision(TenantScopedModel):
     """One answer of the decision point, with the rule that made it and the inputs it saw.
 
     ``inputs`` keeps the request (arguments clipped) so a draft policy can be replayed
-    against recorded decisions; ``would_effect`` is what log-only policies would have said.
+    against recorded decisions; ``would_effect`` is what log-only policies would have said, and
+    ``would_policy`` / ``would_rule`` / ``would_reason`` which of their rules would have said it.
     """
 
     run = models.ForeignKey(
@@ -128,6 +129,11 @@ class PolicyDecision(TenantScopedModel):
     model = models.CharField(max_length=200, blank=True)
     effect = models.CharField(max_length=20, choices=Effect.choices)
     would_effect = models.CharField(max_length=20, blank=True)
+    would_policy = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    would_rule = models.CharField(max_length=100, blank=True)
+    would_reason = models.CharField(max_length=500, blank=True)
     policy = models.ForeignKey(
         Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

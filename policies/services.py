@@ -529,6 +529,9 @@ def record_decision(
         model=(request.model or "")[:200],
         effect=decision.effect,
         would_effect=decision.would_effect,
+        would_policy_id=decision.would_policy_id,
+        would_rule=(decision.would_rule or "")[:100],
+        would_reason=decision.would_reason[:500],
         policy_id=decision.policy_id,
         policy_version_id=decision.version_id,
         rule=(decision.rule or "")[:100],
@@ -549,6 +552,8 @@ def record_decision(
                 after={
                     "effect": decision.effect,
                     "would_effect": decision.would_effect,
+                    "would_policy": decision.would_policy_slug,
+                    "would_rule": decision.would_rule,
                     "rule": decision.rule,
                     "policy": decision.policy_slug,
                     "reason": decision.reason,

@@ -378,7 +378,9 @@ class DecisionListPage(RegistryListPage):
     filterset_class = PolicyDecisionFilterSet
 
     def get_queryset(self):
-        return PolicyDecision.objects.select_related("policy", "policy_version").order_by("-id")
+        return PolicyDecision.objects.select_related(
+            "policy", "policy_version", "would_policy"
+        ).order_by("-id")
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)

@@ -248,6 +248,14 @@ def _policy(line: EventLine, p: Mapping[str, Any]) -> None:
     line.facts += [("Effect", effect), ("Why", str(p.get("reason") or NONE))]
     if p.get("rule"):
         line.facts.append(("Rule", str(p["rule"])))
+    if p.get("would_effect") and p.get("would_effect") != effect:
+        where = " ".join(str(p[k]) for k in ("would_policy", "would_rule") if p.get(k))
+        line.facts.append(
+            (
+                "Log only",
+                f"would {p['would_effect'].replace('_', ' ')}" + (f" ({where})" if where else ""),
+            )
+        )
 
 
 STEP_HEADLINES = {

@@ -280,6 +280,13 @@ class PolicyDecisionSerializer(serializers.ModelSerializer):
     policy_version = serializers.IntegerField(
         source="policy_version.number", read_only=True, default=None, allow_null=True
     )
+    would_policy = serializers.CharField(
+        source="would_policy.slug",
+        read_only=True,
+        default=None,
+        allow_null=True,
+        help_text="The log-only policy whose rule gave would_effect.",
+    )
 
     class Meta:
         model = PolicyDecision
@@ -293,6 +300,9 @@ class PolicyDecisionSerializer(serializers.ModelSerializer):
             "model",
             "effect",
             "would_effect",
+            "would_policy",
+            "would_rule",
+            "would_reason",
             "policy",
             "policy_version",
             "rule",

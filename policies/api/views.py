@@ -320,7 +320,7 @@ class PolicyDecisionViewSet(TenantReadOnlyViewSet):
     ordering = "-id"
 
     def refine_queryset(self, queryset):
-        return queryset.select_related("policy", "policy_version")
+        return queryset.select_related("policy", "policy_version", "would_policy")
 
 
 class ApprovalViewSet(TenantReadOnlyViewSet):

@@ -138,6 +138,8 @@ def test_log_only_rules_are_recorded_but_never_enforced():
     decision = decide(tool_call(), ps)
     assert decision.effect == "allow"
     assert (decision.would_effect, decision.would_rule) == ("deny", "would-deny")
+    assert decision.would_policy_slug == "shadow"
+    assert decision.would_reason == "denied by rule 'would-deny' of policy 'shadow'"
     enforced = policy_set(
         {"id": "ask", "effect": "require_approval"},
         log_only=[{"id": "shadow", "effect": "allow"}],

@@ -276,7 +276,19 @@ class TestDenials:
             run_id=run.pk, action="call_tool"
         )
         assert (decision.effect, decision.would_effect) == ("allow", "deny")
-        assert AuditEvent.objects.filter(tenant=world.acme, action="policy.allow").exists()
+        # what would have acted is stored and shown, not only its effect
+        assert decision.would_policy is not None
+        assert (decision.would_policy.mode, decision.would_rule) == ("log_only", "shadow")
+        assert "denied by rule 'shadow'" in decision.would_reason
+        event = RunEvent.objects.unscoped().get(
+            run_id=run.pk, type="policy.decision", payload__action="call_tool"
+        )
+        assert (event.payload["would_rule"], event.payload["would_policy"]) == (
+            "shadow",
+            decision.would_policy.slug,
+        )
+        audit = AuditEvent.objects.filter(tenant=world.acme, action="policy.allow").last()
+        assert audit.after["would_rule"] == "shadow"
 
 
 class TestLimits:
