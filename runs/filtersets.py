@@ -5,7 +5,7 @@ from django.db.models import Q
 from agents.choices import Status
 from controlplane.filters import UtcIsoDateTimeFilter
 from runs.choices import RunStatus
-from runs.models import Run, Workflow
+from runs.models import Run, RunEvent, Workflow
 
 
 class WorkflowFilterSet(django_filters.FilterSet):
@@ -33,6 +33,32 @@ class RunFilterSet(django_filters.FilterSet):
     class Meta:
         model = Run
         fields = ["status"]
+
+
+class RunEventFilterSet(django_filters.FilterSet):
+    """A run's events: after a sequence number, of some types (or a type prefix), of one step."""
+
+    after = django_filters.NumberFilter(
+        field_name="seq",
+        lookup_expr="gt",
+        min_value=0,
+        label="Only events after this seq (what a reconnecting client saw last).",
+    )
+    type = django_filters.CharFilter(
+        method="of_type",
+        label="Event types, comma-separated; a type ending in '.' is a prefix (e.g. step.).",
+    )
+    step = django_filters.CharFilter(field_name="step_key", label="Only events of this step.")
+
+    class Meta:
+        model = RunEvent
+        fields = ["after", "type", "step"]
+
+    def of_type(self, queryset, name, value):
+        query = Q()
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            query |= Q(type__startswith=item) if item.endswith(".") else Q(type=item)
+        return queryset.filter(query) if query else queryset
 
 
 class RunListFilterSet(django_filters.FilterSet):

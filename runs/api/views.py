@@ -25,7 +25,7 @@ from runs.api.serializers import (
     WorkflowValidateSerializer,
     WorkflowVersionSerializer,
 )
-from runs.filtersets import RunFilterSet, WorkflowFilterSet
+from runs.filtersets import RunEventFilterSet, RunFilterSet, WorkflowFilterSet
 from runs.models import Run, RunEvent, Workflow, WorkflowVersion
 from runs.selectors import with_finished_steps
 
@@ -244,12 +244,20 @@ class RunViewSet(TenantViewSet):
         return Response(RunSerializer(rerun).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        filters=False,
         parameters=[
             OpenApiParameter(
                 "after",
                 int,
                 description="Only events after this seq (what a reconnecting client saw last).",
             ),
+            OpenApiParameter(
+                "type",
+                str,
+                description="Event types, comma-separated; one ending in '.' is a prefix "
+                "(type=step. gives every step event).",
+            ),
+            OpenApiParameter("step", str, description="Only the events of this step."),
             OpenApiParameter("limit", int, description="At most this many (1-1000)."),
         ],
         responses=RunEventSerializer(many=True),
@@ -259,11 +267,18 @@ class RunViewSet(TenantViewSet):
         """The run's events in order; ``after`` resumes from the last sequence number seen."""
         run = self.get_object()
         try:
-            after = int(request.query_params.get("after", 0))
             limit = min(1000, max(1, int(request.query_params.get("limit", 500))))
         except ValueError:
-            raise serializers.ValidationError(
-                {"after": "Give whole numbers for after and limit."}
-            ) from None
-        events = RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit]
-        return Response(RunEventSerializer(events, many=True).data)
+            raise serializers.ValidationError({"limit": "Give a whole number."}) from None
+        events = RunEventFilterSet(
+            request.query_params, queryset=RunEvent.objects.filter(run=run), request=request
+        )
+        if not events.is_valid():
+            raise serializers.ValidationError(events.errors)
+        return Response(RunEventSerializer(events.qs.order_by("seq")[:limit], many=True).data)
+
+    def filter_queryset(self, queryset):
+        # the run list's filters (status, workflow, ...) are not the events' filters
+        if self.action == "events":
+            return queryset
+        return super().filter_queryset(queryset)

@@ -241,6 +241,24 @@ class TestRunRules:
         assert client.get("/api/v1/t/acme/runs/?status=succeeded").json()["results"] == []
         assert_error_shape(client.get("/api/v1/t/acme/runs/?status=sleeping"), 400)
 
+    def test_events_have_their_own_filters_not_the_run_lists(self, world, api):
+        run = _run(world.acme)
+        client = api(world.bob, world.acme)
+        url = f"/api/v1/t/acme/runs/{run.pk}/events/"
+        every = client.get(url).json()
+        assert {"run.created", "step.queued"} <= {e["type"] for e in every}
+        # a run-list filter neither hides the run (it was a 404) nor filters the events
+        assert client.get(f"{url}?status=failed").json() == every
+        step_events = client.get(f"{url}?type=step.").json()
+        assert step_events and {e["type"][:5] for e in step_events} == {"step."}
+        assert [e["type"] for e in client.get(f"{url}?type=run.created").json()] == ["run.created"]
+        assert {e["step"] for e in client.get(f"{url}?step=calc").json()} == {"calc"}
+        assert client.get(f"{url}?step=other").json() == []
+        last = every[-1]["seq"]
+        assert client.get(f"{url}?after={last}").json() == []
+        body = assert_error_shape(client.get(f"{url}?after=soon"), 400)
+        assert {e["attr"] for e in body["errors"]} == {"after"}
+
 
 @pytest.mark.django_db
 class TestApprovalRules:
