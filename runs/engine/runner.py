@@ -549,6 +549,10 @@ def _lock_run(step: StepRun) -> Run:
 def _finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]:
     with transaction.atomic():
         run = _lock_run(step)
+        if run.status not in ACTIVE_RUN:
+            # the run ended while the step ran: its late result is discarded, never recorded
+            _cancel_late_step(run, step, token, outcome)
+            return []
         now = timezone.now()
         updated = (
             StepRun.objects.unscoped()
@@ -567,8 +571,8 @@ def _finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int
                 **({"state": outcome.state} if outcome.state is not None else {}),
             )
         )
-        if updated != 1 or run.status not in ACTIVE_RUN:
-            return []  # our lease was taken over, or the run ended meanwhile
+        if updated != 1:
+            return []  # our lease was taken over (the sweeper re-queued the step)
         _account(run, outcome)
         emit(
             run=run,
@@ -589,6 +593,47 @@ def _finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int
         # sweeper re-dispatches the queued step.
         return [fast]
     return []
+
+
+def _cancel_late_step(
+    run: Run, step: StepRun, token: str, outcome: StepOutcome | StepWaiting | None = None
+) -> None:
+    """The run ended while ``step`` ran (run row locked): the step ends cancelled.
+
+    Its late result (output, route, context, next steps) is discarded; the tokens and cost
+    it spent are still counted, because they were spent.
+    """
+    now = timezone.now()
+    spent: dict[str, Any] = {}
+    if outcome is not None and (outcome.input_tokens or outcome.output_tokens or outcome.cost_usd):
+        cost = Decimal(str(round(outcome.cost_usd, 6)))
+        spent = {
+            "input_tokens": F("input_tokens") + outcome.input_tokens,
+            "output_tokens": F("output_tokens") + outcome.output_tokens,
+            "cost_usd": F("cost_usd") + cost,
+        }
+    updated = (
+        StepRun.objects.unscoped()
+        .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
+        .update(
+            status=StepStatus.CANCELLED,
+            lease_expires_at=None,
+            claim_token="",
+            finished_at=now,
+            updated_at=now,
+            **spent,
+        )
+    )
+    if updated != 1:
+        return
+    if spent:
+        Run.objects.unscoped().filter(pk=run.pk).update(**spent)
+    emit(
+        run=run,
+        type="step.cancelled",
+        step_key=step.step_key,
+        payload={"reason": f"the run is {run.status}: the step's late result was discarded"},
+    )
 
 
 def _account(run: Run, outcome: StepOutcome) -> None:
@@ -613,12 +658,15 @@ def backoff_delay(step_def: StepDef, attempt: int) -> float:
 def _finish_failure(step: StepRun, token: str, failure: StepFailure) -> None:
     with transaction.atomic():
         run = _lock_run(step)
+        if run.status not in ACTIVE_RUN:
+            _cancel_late_step(run, step, token)
+            return
         current = (
             StepRun.objects.unscoped()
             .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
             .first()
         )
-        if current is None or run.status not in ACTIVE_RUN:
+        if current is None:
             return
         step_def = definition_of(run).step(step.step_key)
         now = timezone.now()
@@ -648,7 +696,11 @@ def _finish_failure(step: StepRun, token: str, failure: StepFailure) -> None:
         _apply_on_error(run, current, step_def, failure)
 
 
-def _apply_on_error(run: Run, step: StepRun, step_def: StepDef, failure: StepFailure) -> None:
+def _apply_on_error(
+    run: Run, step: StepRun, step_def: StepDef, failure: StepFailure, *, escalate: bool = True
+) -> None:
+    """Apply the step's on_error to ``failure`` (run row locked); with ``escalate=False``
+    (a person denied the step) an ``escalate`` step fails instead of asking again."""
     now = timezone.now()
     on_error = step_def.on_error
     error = failure.as_dict()
@@ -688,7 +740,7 @@ def _apply_on_error(run: Run, step: StepRun, step_def: StepDef, failure: StepFai
         )
         dispatch([step.pk])
         return
-    if on_error == "escalate":
+    if on_error == "escalate" and escalate:
         from policies.services import approval_create
 
         approval = approval_create(
@@ -761,6 +813,12 @@ def _finish_waiting(step: StepRun, token: str, waiting: StepWaiting) -> None:
     approval = waiting.approval
     with transaction.atomic():
         run = _lock_run(step)
+        if run.status not in ACTIVE_RUN:
+            _cancel_late_step(run, step, token, waiting)
+            from policies.services import approvals_cancel_for_run
+
+            approvals_cancel_for_run(run=run)  # opened by the step after the run ended
+            return
         updated = (
             StepRun.objects.unscoped()
             .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
@@ -771,7 +829,7 @@ def _finish_waiting(step: StepRun, token: str, waiting: StepWaiting) -> None:
                 updated_at=timezone.now(),
             )
         )
-        if updated != 1 or run.status not in ACTIVE_RUN:
+        if updated != 1:
             return
         _account_waiting(run, step, waiting)
         _mark_waiting(run)
@@ -816,11 +874,9 @@ def resolve_waiting_step(
         StepRun.objects.unscoped().filter(pk=step.pk).update(status=StepStatus.RUNNING)
         current.status = StepStatus.RUNNING
         _restore_running(run)
+        # A person's "no" is final: escalating it again would ask the same question forever.
         _apply_on_error(
-            run,
-            current,
-            definition_of(run).step(step.step_key),
-            dataclasses.replace(failure) if False else failure,
+            run, current, definition_of(run).step(step.step_key), failure, escalate=False
         )
         return
     StepRun.objects.unscoped().filter(pk=step.pk).update(
@@ -917,7 +973,11 @@ def sweep(now: Any = None) -> dict[str, int]:
             limit = max(CRASH_ATTEMPTS, current.max_attempts)
             if run.status not in ACTIVE_RUN:
                 StepRun.objects.unscoped().filter(pk=step.pk).update(
-                    status=StepStatus.CANCELLED, claim_token="", updated_at=now
+                    status=StepStatus.CANCELLED,
+                    claim_token="",
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
                 )
                 continue
             if current.delivery_count >= limit:
