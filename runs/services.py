@@ -169,6 +169,26 @@ def _check_input(schema: dict, data: Any) -> None:
         raise ValidationError(grouped)
 
 
+class IdempotencyKeyReused(Exception):
+    """An Idempotency-Key already started a run with a different request."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        super().__init__(
+            f"This Idempotency-Key already started run {run.pk} with a different request "
+            "(workflow, agent or input). Use a new key for a new run, or repeat the first "
+            f"request exactly to get run {run.pk} back."
+        )
+
+
+def _same_request(run: Run, *, input: Any, workflow: Any, agent: Any) -> bool:
+    return (
+        run.workflow_id == (workflow.pk if workflow is not None else None)
+        and run.agent_id == (agent.pk if agent is not None else None)
+        and run.input == input
+    )
+
+
 def run_start(
     *,
     tenant: Any,
@@ -182,12 +202,51 @@ def run_start(
 ) -> Run:
     """Start a run of a workflow's current version or of one agent; idempotent per key.
 
-    The same ``idempotency_key`` returns the run it first created instead of a second one.
+    The same ``idempotency_key`` returns the run it first created instead of a second one;
+    the same key with a different request raises ``IdempotencyKeyReused``.
     """
+    run, _ = run_start_once(
+        tenant=tenant,
+        input=input,
+        workflow=workflow,
+        agent=agent,
+        created_by=created_by,
+        idempotency_key=idempotency_key,
+        deadline_seconds=deadline_seconds,
+        max_steps=max_steps,
+    )
+    return run
+
+
+def run_start_once(
+    *,
+    tenant: Any,
+    input: Any,
+    workflow: Workflow | None = None,
+    agent: Agent | None = None,
+    created_by: Any = None,
+    idempotency_key: str = "",
+    deadline_seconds: float | None = None,
+    max_steps: int | None = None,
+) -> tuple[Run, bool]:
+    """``run_start`` that also says whether this call created the run (False: the key's run).
+
+    The one place an idempotency key is checked: a key seen before with the same workflow
+    or agent and input returns its run; with a different request, ``IdempotencyKeyReused``.
+    """
+
+    def existing_run() -> Run | None:
+        found = Run.objects.for_tenant(tenant).filter(idempotency_key=idempotency_key).first()
+        if found is not None and not _same_request(
+            found, input=input, workflow=workflow, agent=agent
+        ):
+            raise IdempotencyKeyReused(found)
+        return found
+
     if idempotency_key:
-        existing = Run.objects.for_tenant(tenant).filter(idempotency_key=idempotency_key).first()
+        existing = existing_run()
         if existing is not None:
-            return existing
+            return existing, False
     try:
         with transaction.atomic():
             run = _create_run(
@@ -202,9 +261,11 @@ def run_start(
             )
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
-            return Run.objects.for_tenant(tenant).get(idempotency_key=idempotency_key)
+            existing = existing_run()
+            if existing is not None:
+                return existing, False
         raise
-    return run
+    return run, True
 
 
 def _create_run(

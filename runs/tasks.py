@@ -6,6 +6,7 @@ import socket
 
 from celery import shared_task
 
+from controlplane import context
 from runs.engine import runner
 
 
@@ -15,7 +16,9 @@ def execute_step(step_id: int) -> None:
     from celery import current_task
 
     hostname = getattr(current_task.request, "hostname", None) or socket.gethostname()
-    runner.execute_step(int(step_id), hostname)
+    # what the step's finish writes to the audit log is the worker's doing, not "anonymous"
+    with context.system_context(f"worker:{hostname}"):
+        runner.execute_step(int(step_id), hostname)
 
 
 @shared_task(name="runs.sweep", ignore_result=True)
@@ -23,6 +26,7 @@ def sweep() -> dict:
     """Re-dispatch lost work, reclaim expired leases, expire approvals and runs."""
     from policies.services import approvals_expire
 
-    counts = runner.sweep()
-    counts["approvals_expired"] = approvals_expire()
+    with context.system_context("sweeper"):
+        counts = runner.sweep()
+        counts["approvals_expired"] = approvals_expire()
     return counts

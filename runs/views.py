@@ -257,22 +257,22 @@ class WorkflowStartPage(WorkflowPage):
         form = self.start_form(request.POST)
         if not form.is_valid():
             return self.invalid(start_form=form)
-        key = form.idempotency_key
-        existing = Run.objects.filter(idempotency_key=key).first() if key else None
-        if existing is not None:  # the same form sent twice: one run
-            messages.info(request, f"This form was already sent: it started run #{existing.pk}.")
-            return redirect(self.url("run-detail", pk=existing.pk))
         try:
-            run = services.run_start(
+            run, created = services.run_start_once(
                 tenant=self.tenant,
                 input=form.value(),
                 workflow=workflow,
                 created_by=request.user,
-                idempotency_key=key,
+                idempotency_key=form.idempotency_key,
             )
+        except services.IdempotencyKeyReused as exc:
+            run, created = exc.run, False
         except ValidationError as exc:
             form.add_service_errors(exc)
             return self.invalid(start_form=form)
+        if not created:  # the same form sent twice: one run
+            messages.info(request, f"This form was already sent: it started run #{run.pk}.")
+            return redirect(self.url("run-detail", pk=run.pk))
         messages.success(
             request, f"Run #{run.pk} of {workflow.slug} v{run.workflow_version.number} started."
         )

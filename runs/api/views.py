@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -124,6 +124,11 @@ class WorkflowViewSet(TenantViewSet):
         return Response({"valid": not errors, "errors": errors})
 
 
+class IdempotencyKeyConflict(exceptions.APIException):
+    status_code = 422
+    default_code = "idempotency_key_reused"
+
+
 class RunViewSet(TenantViewSet):
     """Runs: start (Idempotency-Key header), list, detail with steps, events, cancel, resume,
     rerun."""
@@ -151,14 +156,22 @@ class RunViewSet(TenantViewSet):
 
     @extend_schema(
         request=RunStartSerializer,
-        responses={201: RunDetailSerializer, 200: RunDetailSerializer},
+        responses={
+            201: RunDetailSerializer,
+            200: RunDetailSerializer,
+            422: OpenApiResponse(
+                description="The Idempotency-Key already started a run with a different "
+                "request (workflow, agent or input)."
+            ),
+        },
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
                 str,
                 OpenApiParameter.HEADER,
-                description="Repeat it on a retry: the first run is "
-                "returned (200) instead of a second one.",
+                description="Repeat it on a retry with the same body: the first run is "
+                "returned (200) instead of a second one. The same key with a different "
+                "body is refused (422).",
             )
         ],
     )
@@ -199,18 +212,20 @@ class RunViewSet(TenantViewSet):
                     request=request, access=self.access, permission="agents.use_agent", target=agent
                 )
                 self.permission_denied(request, message="You may not use this agent.")
-        existing = Run.objects.filter(idempotency_key=key).first() if key else None
-        run = existing or services.run_start(
-            tenant=self.tenant,
-            input=data.get("input", {}),
-            workflow=workflow,
-            agent=agent,
-            created_by=request.user,
-            idempotency_key=key,
-            deadline_seconds=data.get("deadline_seconds"),
-            max_steps=data.get("max_steps"),
-        )
-        code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
+        try:
+            run, created = services.run_start_once(
+                tenant=self.tenant,
+                input=data.get("input", {}),
+                workflow=workflow,
+                agent=agent,
+                created_by=request.user,
+                idempotency_key=key,
+                deadline_seconds=data.get("deadline_seconds"),
+                max_steps=data.get("max_steps"),
+            )
+        except services.IdempotencyKeyReused as exc:
+            raise IdempotencyKeyConflict(str(exc)) from None
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         run = self.refine_queryset(Run.objects.filter(pk=run.pk)).get()
         return Response(RunDetailSerializer(run).data, status=code)
 

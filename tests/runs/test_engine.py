@@ -131,6 +131,12 @@ class TestPatterns:
         assert types[0] == "run.created" and types[-1] == "run.succeeded"
         assert {"tool.call", "model.call", "policy.decision"} <= set(types)
         assert _steps(run)["write"].agent_version.number == 1
+        # the run's outcome is the worker's doing in the audit log, not "anonymous"
+        from controlplane.audit.models import AuditEvent
+
+        outcome = AuditEvent.objects.get(tenant=world.acme, action="run.succeeded")
+        assert outcome.actor_type == "system"
+        assert outcome.actor_name.startswith("system:worker:")
 
     def test_router_takes_one_branch_and_joins(self, acme, worker):
         world = acme

@@ -204,6 +204,23 @@ class TestRunRules:
         assert first.json()["status"] == "queued"
         assert [s["step"] for s in first.json()["steps"]] == ["calc"]
 
+    def test_an_idempotency_key_reused_with_another_request_is_refused(self, world, api):
+        _workflow(world.acme)
+        client = api(world.oscar, world.acme)
+
+        def start(body):
+            return client.post(
+                "/api/v1/t/acme/runs/", body, format="json", HTTP_IDEMPOTENCY_KEY="k2"
+            )
+
+        first = start({"workflow": "wf", "input": {"n": 1}})
+        assert first.status_code == 201
+        body = assert_error_shape(start({"workflow": "wf", "input": {"n": 2}}), 422)
+        assert body["errors"][0]["code"] == "idempotency_key_reused"
+        assert f"run {first.json()['id']}" in body["errors"][0]["detail"]
+        assert Run.objects.for_tenant(world.acme).count() == 1
+        assert start({"workflow": "wf", "input": {"n": 1}}).status_code == 200
+
     def test_single_agent_run(self, world, api):
         from tests.agents.registry_factories import make_agent
 
