@@ -127,7 +127,17 @@ class ConnectionCheckSerializer(serializers.Serializer):
 
 class McpServerSerializer(serializers.ModelSerializer):
     slug = serializers.CharField(**SLUG)
-    transport = serializers.ChoiceField(choices=McpTransport.choices)
+    transport = serializers.ChoiceField(
+        choices=McpTransport.choices,
+        required=False,
+        help_text='"http": streamable HTTP at `url`; "stdio": `command` + `args` run on the '
+        "control plane's host (only executables listed in MCP_STDIO_COMMANDS). "
+        "Omitted: http when `url` is given, stdio when `command` is.",
+        error_messages={
+            "invalid_choice": '"{input}" is not a transport: use "http" (streamable HTTP, '
+            'with url) or "stdio" (a command on this host, with command and args).'
+        },
+    )
     args = serializers.ListField(child=serializers.CharField(max_length=1000), required=False)
     secret_headers = SecretMapField(
         write_only=True, required=False, help_text="Headers with secret values (write-only)."
@@ -164,6 +174,21 @@ class McpServerSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["last_discovered_at", "last_error", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        if "transport" not in attrs and self.instance is None:
+            if attrs.get("url") and not attrs.get("command"):
+                attrs["transport"] = McpTransport.HTTP
+            elif attrs.get("command") and not attrs.get("url"):
+                attrs["transport"] = McpTransport.STDIO
+            else:
+                raise serializers.ValidationError(
+                    {
+                        "transport": 'Give the transport: "http" (streamable HTTP, with url) '
+                        'or "stdio" (a command on this host, with command and args).'
+                    }
+                )
+        return attrs
 
     def get_secret_header_names(self, obj) -> list[str]:
         return sorted(obj.secret_headers or {})

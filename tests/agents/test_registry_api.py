@@ -592,3 +592,37 @@ def test_registry_objects_are_disabled_not_deleted(world, api):
     body = assert_error_shape(response, 405)
     assert "disabled" in body["errors"][0]["detail"]
     assert Agent.objects.for_tenant(world.acme).filter(slug="triage").exists()
+
+
+class TestMcpServerTransport:
+    def test_a_wrong_transport_names_the_valid_ones(self, world, api):
+        body = assert_error_shape(
+            api(world.alice, world.acme).post(
+                "/api/v1/t/acme/mcp-servers/",
+                {"slug": "m", "name": "M", "transport": "sse", "url": "http://127.0.0.1:9/mcp"},
+                format="json",
+            ),
+            400,
+        )
+        [error] = body["errors"]
+        assert error["attr"] == "transport"
+        assert '"http"' in error["detail"] and '"stdio"' in error["detail"]
+
+    def test_the_transport_follows_from_url_or_command_when_omitted(self, world, api):
+        client = api(world.alice, world.acme)
+        created = client.post(
+            "/api/v1/t/acme/mcp-servers/",
+            {"slug": "m", "name": "M", "url": "http://127.0.0.1:9/mcp"},
+            format="json",
+        )
+        assert created.status_code == 201, created.content
+        assert created.json()["transport"] == "http"
+        body = assert_error_shape(
+            client.post("/api/v1/t/acme/mcp-servers/", {"slug": "n", "name": "N"}, format="json"),
+            400,
+        )
+        assert {e["attr"] for e in body["errors"]} == {"transport"}
+
+    def test_the_transport_is_documented(self, world, api):
+        schema = api(world.alice, world.acme).get("/api/v1/schema/?format=json")
+        assert "MCP_STDIO_COMMANDS" in schema.content.decode()
