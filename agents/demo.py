@@ -70,6 +70,8 @@ TOOLS: list[dict[str, Any]] = [
         "tags": ["tickets"],
     },
     {
+        # ticket_update can resolve a ticket (a refund, see issue-refund): destructive, so an
+        # agent's call waits for an admin under the default policy
         "slug": "ticket-update",
         "name": "Update ticket",
         "kind": "builtin",
@@ -92,7 +94,7 @@ TOOLS: list[dict[str, Any]] = [
         "kind": "builtin",
         "builtin": "http_request",
         "allowed_hosts": ["status.example.com"],
-        "risk": "read",
+        # http_request can POST, so it is at least "write" whatever it is used for
         "description": "Read the public status page (status.example.com only).",
     },
 ]

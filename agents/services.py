@@ -449,6 +449,23 @@ def _check_tool(tool: Tool) -> None:
     _full_clean(tool, exclude=["secret_headers", "mcp_server"])
 
 
+def _check_builtin_risk(tool: Tool) -> None:
+    """Refuse a risk below the built-in's floor: policies match on risk, so registering
+    ``ticket_update`` as "write" would be an approval-free route to a refund."""
+    from agents.tools.builtin import BUILTINS, effective_risk
+
+    floor = effective_risk(kind=tool.kind, builtin=tool.builtin, risk=tool.risk)
+    if floor != tool.risk:
+        why = BUILTINS[tool.builtin].risk_why
+        raise ValidationError(
+            {
+                "risk": f"The built-in {tool.builtin} is at least '{floor}'"
+                + (f": {why}" if why else "")
+                + f". Use '{floor}' (or leave the risk out); a risk may be raised, not lowered."
+            }
+        )
+
+
 def _apply_builtin_defaults(tool: Tool) -> None:
     from agents.tools.builtin import BUILTINS
 
@@ -482,6 +499,7 @@ def tool_create(*, tenant: Any, slug: str, name: str, kind: str, **fields: Any) 
         if tool.builtin in BUILTINS and "risk" not in fields:
             tool.risk = BUILTINS[tool.builtin].risk
     _check_tool(tool)
+    _check_builtin_risk(tool)
     tool.save()
     audit_record(
         action="tool.create",
@@ -506,7 +524,12 @@ def tool_update(*, tool: Tool, **changes: Any) -> Tool:
         if field == "slug" and value != tool.slug:
             _unique_slug(Tool, tool.tenant, value, exclude_pk=tool.pk)
         setattr(tool, field, value)
+    if "risk" not in changes:  # a new built-in brings its floor with it
+        from agents.tools.builtin import effective_risk
+
+        tool.risk = effective_risk(kind=tool.kind, builtin=tool.builtin, risk=tool.risk)
     _check_tool(tool)
+    _check_builtin_risk(tool)
     tool.save()
     audit_record(
         action="tool.update",

@@ -57,6 +57,7 @@ class StepPolicy:
         self.tenant = ctx.run.tenant
         self.policy_set = policy_set_for(self.tenant)
         self._spend: dict[str, Any] | None = None
+        self._tools: dict[str, tuple[str, str] | None] = {}  # slug -> (kind, builtin)
 
     # -- spend ---------------------------------------------------------------------------------
 
@@ -196,7 +197,12 @@ class StepPolicy:
 
     def check(self, request: PolicyRequest) -> Decision:
         """Decide one call; see the module docstring. May raise StepWaiting."""
-        request = dataclasses.replace(request, spend=self.spend(), step_key=self.ctx.step.step_key)
+        request = dataclasses.replace(
+            request,
+            spend=self.spend(),
+            step_key=self.ctx.step.step_key,
+            risk=self._effective_risk(request),
+        )
         decision = self._rate_limited(request) or decide(request, self.policy_set)
         if decision.effect == Effect.REQUIRE_APPROVAL:
             decision = self._with_approval(request, decision)
@@ -204,6 +210,28 @@ class StepPolicy:
         if decision.effect == Effect.REQUIRE_APPROVAL:
             self._wait_for_approval(request, decision)
         return decision
+
+    def _effective_risk(self, request: PolicyRequest) -> str | None:
+        """The risk of what the call does: a tool registered on a built-in below the
+        built-in's floor (a row older than the check at registration) is treated at the floor."""
+        if request.action != "call_tool" or not request.tool:
+            return request.risk
+        if request.tool not in self._tools:
+            from agents.models import Tool
+
+            self._tools[request.tool] = (
+                Tool.objects.for_tenant(self.tenant)
+                .filter(slug=request.tool)
+                .values_list("kind", "builtin")
+                .first()
+            )
+        found = self._tools[request.tool]
+        if found is None:
+            return request.risk
+        from agents.tools.builtin import effective_risk
+
+        raised = effective_risk(kind=found[0], builtin=found[1], risk=request.risk or "read")
+        return raised if raised != (request.risk or "read") else request.risk
 
     def _with_approval(self, request: PolicyRequest, decision: Decision) -> Decision:
         """The decision a person made on this very call in this step, if any."""

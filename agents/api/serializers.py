@@ -254,6 +254,16 @@ class ToolSerializer(serializers.ModelSerializer):
     def get_secret_header_names(self, obj) -> list[str]:
         return sorted(obj.secret_headers or {})
 
+    def to_representation(self, instance):
+        from agents.tools.builtin import effective_risk
+
+        data = super().to_representation(instance)
+        # the risk policies apply (a row stored below its built-in's floor shows the floor)
+        data["risk"] = effective_risk(
+            kind=instance.kind, builtin=instance.builtin, risk=instance.risk
+        )
+        return data
+
 
 class ToolGrantSerializer(serializers.ModelSerializer):
     tool = serializers.SlugRelatedField(slug_field="slug", queryset=Tool.objects.none())

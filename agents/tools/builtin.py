@@ -31,7 +31,12 @@ from controlplane.audit.services import audit_record, snapshot
 
 @dataclasses.dataclass(frozen=True)
 class BuiltinSpec:
-    """A built-in tool: its name, what it does, its schemas, default risk and function."""
+    """A built-in tool: its name, what it does, its schemas, minimum risk and function.
+
+    ``risk`` is the worst the function can do with arguments a model chooses, so it is a
+    floor: a tool registered on this built-in may raise it, never lower it (``risk_why``
+    says why, in the error an administrator sees when they try).
+    """
 
     name: str
     description: str
@@ -39,6 +44,27 @@ class BuiltinSpec:
     output_schema: dict[str, Any]
     risk: str
     fn: Callable[[dict[str, Any], ToolContext], dict[str, Any]]
+    risk_why: str = ""
+
+
+RISK_ORDER = (Risk.READ, Risk.WRITE, Risk.DESTRUCTIVE)
+
+
+def risk_rank(risk: str) -> int:
+    """read < write < destructive; an unknown value ranks as destructive (fails closed)."""
+    return RISK_ORDER.index(risk) if risk in RISK_ORDER else len(RISK_ORDER) - 1
+
+
+def effective_risk(*, kind: str, builtin: str, risk: str) -> str:
+    """The risk policies see for a tool: its registered risk, raised to its built-in's floor.
+
+    Risk follows what a call does, not the name it was registered under: a tool registered
+    on ``ticket_update`` as "write" is still destructive.
+    """
+    spec = BUILTINS.get(builtin) if kind == "builtin" else None
+    if spec is not None and risk_rank(spec.risk) > risk_rank(risk):
+        return spec.risk
+    return risk
 
 
 # http_request ------------------------------------------------------------------------------
@@ -731,6 +757,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             output_schema=HTTP_REQUEST_OUTPUT,
             risk=Risk.WRITE,
             fn=http_request,
+            risk_why="it can send POST requests to its allowed hosts",
         ),
         BuiltinSpec(
             name="json_extract",
@@ -766,14 +793,16 @@ BUILTINS: dict[str, BuiltinSpec] = {
             output_schema=TICKET_CREATE_OUTPUT,
             risk=Risk.WRITE,
             fn=ticket_create_tool,
+            risk_why="it opens tickets",
         ),
         BuiltinSpec(
             name="ticket_update",
             description="Change a ticket's status or priority, or add a note to it.",
             input_schema=TICKET_UPDATE_INPUT,
             output_schema=TICKET_UPDATE_OUTPUT,
-            risk=Risk.WRITE,
+            risk=Risk.DESTRUCTIVE,
             fn=ticket_update_tool,
+            risk_why="it can resolve or close any ticket (that is how a refund is recorded)",
         ),
     ]
 }
