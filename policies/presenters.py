@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.dashboard.pages import pretty
+from controlplane.dashboard.display import pretty_json as pretty
 from policies.choices import ApprovalKind, ApprovalStatus
 from policies.forms import ApprovalDecisionForm, response_form
 from policies.models import ApprovalRequest, ApprovalVote, Policy

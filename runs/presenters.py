@@ -8,11 +8,11 @@ htmx fragments render the same thing.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from controlplane.dashboard.display import pretty_json
 from runs.choices import RunStatus
 from runs.engine.validation import topological_order
 from runs.selectors import FINISHED_STEP_STATUSES
@@ -24,7 +24,8 @@ NONE = "\u2013"  # an en dash: no value
 
 
 def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    """Indented JSON for the timeline; JSON that an agent answered as text is decoded."""
+    return pretty_json(value)
 
 
 def usd(value: Any) -> str:

@@ -838,6 +838,19 @@ class TestAuditPageListing:
         assert audit_actions(none) == []
         assert "No audit events match these filters" in text(none)
 
+    def test_before_and_after_are_shown_as_json_not_python(self, world):
+        with context.system_context("tests", tenant=world.acme):
+            audit_record(
+                action="thing.update",
+                tenant=world.acme,
+                before={"name": "old", "enabled": True, "note": None},
+                after={"name": "new", "enabled": False, "note": None},
+            )
+        body = text(client_for(world.bob).get(self.url))
+        assert "&quot;name&quot;: &quot;new&quot;" in body
+        assert "&quot;enabled&quot;: false" in body and "&quot;note&quot;: null" in body
+        assert "&#x27;name&#x27;" not in body and "None" not in body
+
     def test_invalid_filter_is_explained_not_a_500(self, world):
         record_event(world.acme, "membership.create")
         response = client_for(world.bob).get(self.url, {"since": "yesterday-ish"})

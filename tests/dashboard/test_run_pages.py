@@ -1254,6 +1254,19 @@ class TestApprovals:
         assert "Approved by alice" in text(page)
         assert "Approve</button>" not in text(page)
 
+    def test_an_answer_given_as_json_text_is_shown_as_json(self, world):
+        run = start_run(world.acme, acme_workflow(world))
+        answer = '{"results": [{"title": "Refund policy", "score": 0.9}]}'
+        approval = make_waiting(run)
+        ApprovalRequest.objects.for_tenant(world.acme).filter(pk=approval.pk).update(
+            details={"agent_output": answer}
+        )
+        body = text(client_for(world.alice).get(approval_url(approval)))
+        details = body.split('class="approval-details">')[1].split("</pre>")[0]
+        assert "\\&quot;" not in details  # no escaped quotes
+        assert "&quot;results&quot;: [" in details
+        assert "&quot;score&quot;: 0.9" in details
+
     def test_deny_asks_for_confirmation_and_fails_the_step(self, world, approval):
         client = client_for(world.alice)
         body = text(client.get(approval_url(approval)))
