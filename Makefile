@@ -12,7 +12,8 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-secret-key-not-for-production-0123456789abcdefghijklmnop \
 	SECRETS_ENCRYPTION_KEYS=lN3oN3YVmG0qQx2d4d3H0cW0m8yS6uQ1tK4fP7rZ9aE= \
-	CONTROLPLANE_DATA_DIR=$(CURDIR)/var/test DEBUG=false
+	CONTROLPLANE_DATA_DIR=$(CURDIR)/var/test DEBUG=false \
+	EGRESS_ALLOWED_NETWORKS=127.0.0.0/8,::1/128
 PYTEST_ARGS ?= -n 2
 
 .PHONY: run test test-reliability install web worker beat migrate seed lint format check-services browser clean

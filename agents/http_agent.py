@@ -11,12 +11,19 @@ other answer is a step error: 4xx is final, 5xx, 429 and timeouts may be retried
 from __future__ import annotations
 
 import dataclasses
+import http
+import re
 import time
 from typing import Any
 
 import httpx
 
 from agents.models import AgentVersion, Secret
+from controlplane import egress
+
+# The secret's place in ``auth_format``: "{}" or "{secret}", nothing else is a placeholder.
+AUTH_PLACEHOLDER = re.compile(r"\{(?:secret)?\}")
+DEFAULT_AUTH_FORMAT = "Bearer {}"
 
 
 class HttpAgentError(Exception):
@@ -62,7 +69,7 @@ def call_http_agent(
                 f"Secret {config['auth_secret']!r} no longer exists.", retryable=False
             )
         header = config.get("auth_header") or "Authorization"
-        headers[header] = (config.get("auth_format") or "Bearer {}").format(secret.value)
+        headers[header] = auth_value(config.get("auth_format") or DEFAULT_AUTH_FORMAT, secret.value)
     body = {
         "agent": version.agent.slug,
         "version": version.number,
@@ -74,22 +81,23 @@ def call_http_agent(
     timeout = float(config.get("timeout_seconds", 30))
     started = time.perf_counter()
     try:
-        response = httpx.post(
-            config["url"], json=body, headers=headers, timeout=timeout, follow_redirects=False
-        )
-    except httpx.TimeoutException:
+        with httpx.Client(transport=egress.httpx_transport(), follow_redirects=False) as client:
+            response = client.post(config["url"], json=body, headers=headers, timeout=timeout)
+    except egress.EgressRefused as exc:
+        raise HttpAgentError(exc.message, retryable=False) from None
+    except httpx.HTTPError:
+        # One wording for refused, reset, non-HTTP and slow: errors must not map a network.
         raise HttpAgentError(
-            f"The agent at {config['url']} did not answer within {timeout:g} s.", retryable=True
-        ) from None
-    except httpx.HTTPError as exc:
-        raise HttpAgentError(
-            f"Could not reach the agent at {config['url']}: {type(exc).__name__}.", retryable=True
+            f"Could not reach the agent at {_where(config['url'])}: no HTTP answer within "
+            f"{timeout:g} s (the connection failed, was closed or timed out).",
+            retryable=True,
         ) from None
     latency = (time.perf_counter() - started) * 1000
     if response.status_code >= 300:
         retryable = response.status_code >= 500 or response.status_code == 429
+        # The status in standard words only: the body is not repeated to whoever reads the run.
         raise HttpAgentError(
-            f"The agent answered HTTP {response.status_code}: {response.text[:300]}",
+            f"The agent answered {_status_line(response.status_code)}.",
             retryable=retryable,
             status=response.status_code,
         )
@@ -121,3 +129,38 @@ def call_http_agent(
         status=response.status_code,
         latency_ms=latency,
     )
+
+
+def auth_value(auth_format: str, secret: str) -> str:
+    """``auth_format`` with each ``{}`` or ``{secret}`` replaced by the secret; no other
+    text is interpreted (it is not a Python format string)."""
+    return AUTH_PLACEHOLDER.sub(lambda _match: secret, auth_format)
+
+
+def auth_format_problem(auth_format: str) -> str | None:
+    """Why ``auth_format`` cannot be saved, or None: exactly one placeholder, no other braces."""
+    placeholders = len(AUTH_PLACEHOLDER.findall(auth_format))
+    rest = AUTH_PLACEHOLDER.sub("", auth_format)
+    if "{" in rest or "}" in rest or placeholders != 1:
+        return (
+            "Write the header value with {} (or {secret}) once where the secret goes, "
+            "e.g. 'Bearer {}'; no other braces."
+        )
+    return None
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _where(url: str) -> str:
+    """``scheme://host[:port]`` of the agent's URL: no path or query (they may carry tokens)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "its URL"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"

@@ -25,6 +25,7 @@ from agents.models import (
     ToolGrant,
 )
 from agents.validation import validate_agent_config
+from controlplane import egress
 from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.grants import remove_object_grants
 
@@ -188,6 +189,9 @@ def _check_provider(provider: ProviderConnection) -> None:
         provider.base_url = "https://api.openai.com/v1"
     if provider.kind == ProviderKind.SIMULATED and (provider.api_key or provider.base_url):
         raise ValidationError({"kind": "The simulated provider takes no base URL or API key."})
+    refused = egress.check_url(provider.base_url) if provider.base_url else None
+    if refused:
+        raise ValidationError({"base_url": refused})
     _full_clean(provider, exclude=["api_key"])
 
 
@@ -314,6 +318,9 @@ def stdio_command_problem(command: str) -> str | None:
 def _check_mcp(server: McpServer) -> None:
     if server.transport == "http" and not server.url:
         raise ValidationError({"url": "A streamable-HTTP server needs its URL."})
+    refused = egress.check_url(server.url) if server.transport == "http" else None
+    if refused:
+        raise ValidationError({"url": refused})
     if server.transport == "stdio" and not server.command:
         raise ValidationError({"command": "A stdio server needs the command that starts it."})
     if server.transport == "stdio":
@@ -403,7 +410,7 @@ def mcp_server_update(*, server: McpServer, **changes: Any) -> McpServer:
 
 
 def _check_tool(tool: Tool) -> None:
-    from agents.tools.base import check_host_allowed, validate_schema
+    from agents.tools.base import check_host_allowed, host_pattern_problems, validate_schema
     from agents.tools.builtin import BUILTINS
 
     errors: dict[str, list[str]] = {}
@@ -416,10 +423,9 @@ def _check_tool(tool: Tool) -> None:
             problems = validate_schema(value, require_object=True)
             if problems:
                 errors[field] = problems
-    if not isinstance(tool.allowed_hosts, list) or not all(
-        isinstance(h, str) and h for h in tool.allowed_hosts
-    ):
-        errors["allowed_hosts"] = ['Give a list of host names, e.g. ["api.example.com"].']
+    host_problems = host_pattern_problems(tool.allowed_hosts)
+    if host_problems:
+        errors["allowed_hosts"] = host_problems
     if tool.kind == ToolKind.BUILTIN:
         if tool.builtin not in BUILTINS:
             errors["builtin"] = [
@@ -435,6 +441,10 @@ def _check_tool(tool: Tool) -> None:
                 check_host_allowed(tool.url.split("{", 1)[0] or tool.url, tool.allowed_hosts)
             except ToolError as exc:
                 errors["url"] = [exc.message]
+            else:
+                refused = egress.check_url(tool.url.split("{", 1)[0] or tool.url)
+                if refused:
+                    errors["url"] = [refused]
         if (tool.method or "GET").upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             errors["method"] = ["Use GET, POST, PUT, PATCH or DELETE."]
         tool.method = (tool.method or "GET").upper()

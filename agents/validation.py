@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from agents.choices import AgentKind, ProviderKind, Status
 from agents.models import ProviderConnection, Secret
+from controlplane import egress
 
 _CONDITION = {
     "type": "object",
@@ -67,7 +68,12 @@ CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
             "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 900},
             "auth_header": {"type": "string", "pattern": "^[A-Za-z0-9-]+$"},
             "auth_secret": {"type": "string", "description": "Name of a tenant secret"},
-            "auth_format": {"type": "string", "description": "e.g. 'Bearer {}'"},
+            "auth_format": {
+                "type": "string",
+                "maxLength": 500,
+                "description": "The header value: {} (or {secret}) once where the secret goes, "
+                "e.g. 'Bearer {}'. Not a format string: nothing else is substituted.",
+            },
         },
     },
     AgentKind.ROUTER: {
@@ -165,6 +171,15 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
     secret = config.get("auth_secret")
     if secret and not Secret.objects.filter(name=secret).exists():
         errors["config.auth_secret"] = [f"No secret named {secret!r} in this tenant."]
+    if kind == AgentKind.HTTP:
+        from agents.http_agent import auth_format_problem
+
+        problem = auth_format_problem(config.get("auth_format") or "{}")
+        if problem:
+            errors["config.auth_format"] = [problem]
+        refused = egress.check_url(config["url"])
+        if refused:
+            errors["config.url"] = [refused]
     for key in ("output_schema", "response_schema"):
         if config.get(key):
             problems = validate_schema(config[key])

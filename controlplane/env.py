@@ -8,6 +8,7 @@ a deployment never turns into a silently different configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from urllib.parse import urlparse
@@ -102,6 +103,19 @@ class Env:
                 f"(for example {schemes[0]}://127.0.0.1/)."
             )
         return value
+
+    def networks(self, name: str, default: list[str]) -> list[str]:
+        """A comma-separated list of IP networks in CIDR form (a bare address is one host)."""
+        networks = self.list(name, default)
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"{name} item {network!r} is not a network: {exc}. Write CIDRs such as "
+                    "10.0.0.0/8,127.0.0.1/32,::1/128."
+                ) from None
+        return networks
 
     def origins(self, name: str, default: list[str]) -> list[str]:
         origins = self.list(name, default)

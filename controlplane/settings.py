@@ -258,6 +258,10 @@ CELERY_BEAT_SCHEDULE: dict = {
 # so an open list would let any tenant admin run commands here: nothing by default; "*"
 # allows any (a single-team installation).
 MCP_STDIO_COMMANDS = env.list("MCP_STDIO_COMMANDS", [])
+# Outbound calls (providers, HTTP tools, http agents, MCP servers) never reach loopback,
+# link-local, private or other non-public addresses unless the network is listed here
+# (comma-separated CIDRs, e.g. "10.20.0.0/16,127.0.0.1/32" for a local model server).
+EGRESS_ALLOWED_NETWORKS = env.networks("EGRESS_ALLOWED_NETWORKS", [])
 STEP_LEASE_SECONDS = env.int("STEP_LEASE_SECONDS", 30, minimum=2)
 STEP_DEFAULT_TIMEOUT_SECONDS = env.int("STEP_DEFAULT_TIMEOUT_SECONDS", 300, minimum=1)
 SWEEP_REDISPATCH_AFTER_SECONDS = env.int("SWEEP_REDISPATCH_AFTER_SECONDS", 15, minimum=1)

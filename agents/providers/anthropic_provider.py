@@ -32,9 +32,10 @@ from agents.providers.base import (
     endpoint,
     error_detail,
     json_text,
+    model_ids,
     shorten,
-    status_message,
 )
+from controlplane import egress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -90,6 +91,8 @@ class AnthropicAdapter(Adapter):
                 api_key=key,
                 timeout=float(self.provider.timeout_seconds),
                 max_retries=0,
+                # Every connection, redirect and retry of the SDK passes the egress guard.
+                http_client=anthropic.DefaultHttpxClient(transport=egress.httpx2_transport()),
             )
         return self._client
 
@@ -189,13 +192,18 @@ class AnthropicAdapter(Adapter):
         started = time.perf_counter()
         try:
             page = self._call(lambda: self.client().models.list(limit=1), None)
-            if isinstance(page, str) or not hasattr(page, "data"):
+            if isinstance(page, str):
                 raise self._not_json()
+            names = model_ids(page)
+            if names is None:
+                raise self.error(
+                    f"{self._who()} answered, but not with an Anthropic models response "
+                    '(a JSON object with a "data" list of models). Check the base URL.'
+                )
         except ProviderError as err:
             return ConnectionCheck(
                 ok=False, message=err.message, latency_ms=_since(started), models=[]
             )
-        names = [m.id for m in page.data]
         message = f"Connected to {endpoint(self.base_url)}: the API key works"
         message += f" (newest model: {names[0]})." if names else "."
         return ConnectionCheck(ok=True, message=message, latency_ms=_since(started), models=names)
@@ -222,6 +230,11 @@ class AnthropicAdapter(Adapter):
                 retryable=True,
             ) from None
         except anthropic.APIConnectionError as err:
+            refused = egress.refused_in(err)
+            if refused is not None:
+                raise self.error(
+                    f"Could not reach {self.label}: {refused.message}", retryable=False
+                ) from None
             raise self.error(
                 f"Could not reach {self.label} at {endpoint(self.base_url)}: "
                 f"{connection_reason(err)}.",
@@ -229,10 +242,9 @@ class AnthropicAdapter(Adapter):
             ) from None
         except anthropic.APIStatusError as err:
             detail, code = error_detail(err.body)
-            message, retryable = status_message(
-                self.label, err.status_code, err.api_message or detail, model=model, code=code
-            )
-            raise self.error(message, status=err.status_code, retryable=retryable) from None
+            raise self.error_status(
+                err.status_code, err.api_message or detail, model=model, code=code
+            ) from None
         except anthropic.APIResponseValidationError:
             raise self.error(
                 f"{self._who()} answered in a shape the Anthropic SDK does not understand."

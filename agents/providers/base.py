@@ -10,12 +10,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import logging
 import os
 import re
 import socket
-import ssl
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
+
+from controlplane import egress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,6 +33,8 @@ STOP_MAX_TOKENS = "max_tokens"
 STOP_REFUSAL = "refusal"
 
 DETAIL_LIMIT = 300
+
+logger = logging.getLogger("agents.providers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +171,20 @@ class Adapter(abc.ABC):
     ) -> ProviderError:
         return ProviderError(redact(message, self.secrets()), status=status, retryable=retryable)
 
+    def error_status(
+        self, status: int, detail: str, *, model: str | None, code: str | None = None
+    ) -> ProviderError:
+        """The error for an HTTP error status; the provider's words go to the log only."""
+        if detail:
+            logger.info(
+                "%s answered HTTP %s: %s",
+                self.label,
+                status,
+                shorten(redact(detail, self.secrets())),
+            )
+        message, retryable = status_message(self.label, status, detail, model=model, code=code)
+        return self.error(message, status=status, retryable=retryable)
+
 
 def resolve_api_key(provider: ProviderConnection) -> str:
     """The stored key, else the environment variable the provider names, else ``""``."""
@@ -241,78 +259,98 @@ def endpoint(base_url: str) -> str:
 def status_message(
     label: str, status: int, detail: str, *, model: str | None, code: str | None = None
 ) -> tuple[str, bool]:
-    """(plain message, retryable) for an HTTP error status from a provider."""
-    said = f" The provider said: {shorten(detail)}" if detail else ""
+    """(plain message, retryable) for an HTTP error status from a provider.
+
+    The provider's own words (``detail``) are not repeated (``Adapter.error_status`` logs
+    them for the operator): a base URL pointing at some other service would otherwise read
+    that service's answers back to whoever sees the message. ``detail`` only picks the
+    wording, e.g. for quota errors.
+    """
     if status == 401:
         return (
             f"The provider rejected the API key (HTTP 401). Check the key stored for {label}.",
             False,
         )
     if status == 402:
-        return f"The provider wants payment: the account is out of credit (HTTP 402).{said}", False
+        return "The provider wants payment: the account is out of credit (HTTP 402).", False
     if status == 403:
         return (
-            f"The API key of {label} is not allowed to do this, or not for this model "
-            f"(HTTP 403).{said}",
+            f"The API key of {label} is not allowed to do this, or not for this model (HTTP 403).",
             False,
         )
     if status == 404:
         what = f"the model '{model}'" if model else "this endpoint"
         return (
             f"The provider does not know {what} (HTTP 404). Check the model name and the base "
-            f"URL of {label}.{said}",
+            f"URL of {label}.",
             False,
         )
     if status == 408:
-        return f"The provider timed out handling the request (HTTP 408). Retry later.{said}", True
+        return "The provider timed out handling the request (HTTP 408). Retry later.", True
     if status == 413:
-        return f"The request is too large for the provider (HTTP 413).{said}", False
+        return "The request is too large for the provider (HTTP 413).", False
     if status == 429:
         if code == "insufficient_quota":
             return (
                 f"The account of {label} has run out of quota (HTTP 429). Add credit or raise "
-                f"the limit.{said}",
+                f"the limit.",
                 False,
             )
         return (
             f"The provider is rate-limiting {label} (HTTP 429). Wait and retry, or raise the "
-            f"limit.{said}",
+            f"limit.",
             True,
         )
     if status == 529:
-        return f"The provider is overloaded (HTTP 529). Retry later.{said}", True
+        return "The provider is overloaded (HTTP 529). Retry later.", True
     if status >= 500:
         return (
             f"The provider failed with a server error (HTTP {status}). This is on the "
-            f"provider's side; retry later.{said}",
+            f"provider's side; retry later.",
             True,
         )
     if status == 400:
-        return f"The provider rejected the request as invalid (HTTP 400).{said}", False
+        return "The provider rejected the request as invalid (HTTP 400).", False
     if status == 422:
-        return f"The provider could not process the request (HTTP 422).{said}", False
-    return f"The provider answered with an error (HTTP {status}).{said}", status == 409
+        return "The provider could not process the request (HTTP 422).", False
+    return f"The provider answered with an error (HTTP {status}).", status == 409
+
+
+NO_ANSWER = "no HTTP answer (the connection failed, was closed or timed out)"
 
 
 def connection_reason(err: BaseException) -> str:
-    """Why a connection failed, from the exception chain, in a few plain words."""
+    """Why a connection failed, from the exception chain, in a few plain words.
+
+    A host name that does not resolve and a refusal by the egress guard are told apart;
+    every other failure (refused, reset, TLS, a server that is not HTTP) reads the same,
+    so the message cannot be used to tell which ports of a network answer.
+    """
+    refused = egress.refused_in(err)
+    if refused is not None:
+        return refused.message
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return "the connection was refused (is the server running on that port?)"
         if isinstance(current, socket.gaierror):
             return "the host name does not resolve"
-        if isinstance(current, ssl.SSLError):
-            return "the TLS handshake failed (certificate or https/http mismatch)"
         text = str(current).lower()
-        if "connection refused" in text or "errno 111" in text:
-            return "the connection was refused (is the server running on that port?)"
         if "name or service not known" in text or "nodename nor servname" in text:
             return "the host name does not resolve"
         current = current.__cause__ or current.__context__
-    return "a network error occurred"
+    return NO_ANSWER
+
+
+def model_ids(page: object) -> list[str] | None:
+    """The model ids of a models-list answer, or None when it is not one (no ``data`` list)."""
+    data = getattr(page, "data", None)
+    if not isinstance(data, list):
+        return None
+    ids = [getattr(item, "id", None) for item in data]
+    if not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
 
 
 def error_detail(body: object) -> tuple[str, str | None]:

@@ -31,9 +31,10 @@ from agents.providers.base import (
     endpoint,
     error_detail,
     json_text,
+    model_ids,
     shorten,
-    status_message,
 )
+from controlplane import egress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -75,6 +76,8 @@ class OpenAIAdapter(Adapter):
                 api_key=self.api_key() or NO_KEY_PLACEHOLDER,
                 timeout=float(self.provider.timeout_seconds),
                 max_retries=0,
+                # Every connection, redirect and retry of the SDK passes the egress guard.
+                http_client=openai.DefaultHttpxClient(transport=egress.httpx2_transport()),
             )
         return self._client
 
@@ -143,13 +146,18 @@ class OpenAIAdapter(Adapter):
         started = time.perf_counter()
         try:
             page = self._call(lambda: self.client().models.list(), None)
-            if isinstance(page, str) or not hasattr(page, "data"):
+            if isinstance(page, str):
                 raise self._not_json()
+            names = model_ids(page)
+            if names is None:
+                raise self.error(
+                    f"{self._who()} answered, but not with an OpenAI-compatible models response "
+                    '(a JSON object with a "data" list of models). Check the base URL.'
+                )
         except ProviderError as err:
             return ConnectionCheck(
                 ok=False, message=err.message, latency_ms=_since(started), models=[]
             )
-        names = [m.id for m in page.data]
         message = f"Connected to {endpoint(self.base_url)}: {len(names)} models available"
         message += f" ({shorten(', '.join(names), 120)})." if names else "."
         missing = [n for n in self.provider.model_names if n not in names]
@@ -202,6 +210,11 @@ class OpenAIAdapter(Adapter):
                 retryable=True,
             ) from None
         except openai.APIConnectionError as err:
+            refused = egress.refused_in(err)
+            if refused is not None:
+                raise self.error(
+                    f"Could not reach {self.label}: {refused.message}", retryable=False
+                ) from None
             raise self.error(
                 f"Could not reach {self.label} at {endpoint(self.base_url)}: "
                 f"{connection_reason(err)}.",
@@ -209,10 +222,9 @@ class OpenAIAdapter(Adapter):
             ) from None
         except openai.APIStatusError as err:
             detail, code = error_detail(err.body)
-            message, retryable = status_message(
-                self.label, err.status_code, detail, model=model, code=err.code or code
-            )
-            raise self.error(message, status=err.status_code, retryable=retryable) from None
+            raise self.error_status(
+                err.status_code, detail, model=model, code=err.code or code
+            ) from None
         except openai.APIResponseValidationError:
             raise self.error(
                 f"{self._who()} answered in a shape the OpenAI SDK does not understand.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import http
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from agents.choices import Status, ToolKind
-from controlplane import context
+from controlplane import context, egress
 
 if TYPE_CHECKING:
     from agents.models import Tool
@@ -39,9 +40,10 @@ class ToolError(Exception):
     """A tool call that did not produce a result, told in words meant for a person or a model.
 
     ``code`` is stable and machine-readable (``invalid_arguments``, ``invalid_output``,
-    ``invalid_schema``, ``host_not_allowed``, ``timeout``, ``upstream_error``, ``not_found``,
-    ``disabled``, ``internal_error``); ``retryable`` says whether the same call may succeed
-    later; ``details`` carries structured extras (``errors`` with paths, an HTTP ``status``).
+    ``invalid_schema``, ``host_not_allowed``, ``egress_refused``, ``timeout``,
+    ``upstream_error``, ``not_found``, ``disabled``, ``internal_error``); ``retryable`` says
+    whether the same call may succeed later; ``details`` carries structured extras
+    (``errors`` with paths, an HTTP ``status``).
     """
 
     def __init__(
@@ -191,6 +193,41 @@ def _raise_if_invalid(
     )
 
 
+# Network errors ----------------------------------------------------------------------------
+
+
+def status_line(status: int) -> str:
+    """``HTTP 500 Internal Server Error``: the status in standard words, never the server's."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP {status} {phrase}".rstrip()
+
+
+def egress_error(exc: egress.EgressRefused) -> ToolError:
+    """The tool error for a call the egress guard refused (final: retrying cannot help)."""
+    return ToolError(
+        exc.message, code="egress_refused", details={"host": exc.host, "address": exc.address}
+    )
+
+
+def no_answer(
+    where: str, *, code: str = "upstream_error", within: float | None = None
+) -> ToolError:
+    """One wording for every way a connection can fail to give an HTTP answer.
+
+    A refused port, a reset, a server speaking another protocol and a timeout read alike,
+    so errors cannot be used to map which ports of a network answer and with what.
+    """
+    limit = f" within {within:g} seconds" if within is not None else ""
+    return ToolError(
+        f"No HTTP answer from {where}{limit}: the connection failed, was closed or timed out.",
+        code=code,
+        retryable=True,
+    )
+
+
 # Hosts -------------------------------------------------------------------------------------
 
 
@@ -198,17 +235,46 @@ def _normalise_host(host: str) -> str:
     return host.strip().lower().rstrip(".").strip("[]")
 
 
-def _pattern_matches(pattern: str, host: str, port: int) -> bool:
+def _parse_pattern(pattern: str) -> tuple[bool, str, int | None]:
+    """(wildcard, host, port) of an allowed-host pattern; ValueError when it is not one."""
     pattern = pattern.strip().lower()
     wildcard = pattern.startswith("*.")
     if wildcard:
         pattern = pattern[2:]
-    parsed = urlsplit(f"//{pattern}")
+    if any(ch in pattern for ch in "/?#@\\*") or any(ch.isspace() for ch in pattern):
+        raise ValueError("give a host name, optionally with :port, or *.domain")
+    parsed = urlsplit(f"//{pattern}")  # ValueError for "[x" and other broken brackets
+    host, port = _normalise_host(parsed.hostname or ""), parsed.port
+    if not host:
+        raise ValueError("it names no host")
+    return wildcard, host, port
+
+
+def host_pattern_problems(patterns: Any) -> list[str]:
+    """Why each allowed-host pattern is unusable (empty when all are fine), for a 400."""
+    if not isinstance(patterns, list):
+        return ['Give a list of host names, e.g. ["api.example.com"].']
+    problems = []
+    for index, pattern in enumerate(patterns):
+        if not isinstance(pattern, str) or not pattern.strip():
+            problems.append(f"Item {index}: give a host name such as api.example.com.")
+            continue
+        try:
+            _parse_pattern(pattern)
+        except ValueError as exc:
+            problems.append(
+                f"Item {index} ({pattern!r}) is not a host pattern: {exc}. Write "
+                "api.example.com, api.example.com:8443, *.example.com or [2001:db8::1]."
+            )
+    return problems
+
+
+def _pattern_matches(pattern: str, host: str, port: int) -> bool:
     try:
-        pattern_host, pattern_port = _normalise_host(parsed.hostname or ""), parsed.port
+        wildcard, pattern_host, pattern_port = _parse_pattern(pattern)
     except ValueError:
         return False
-    if not pattern_host or (pattern_port is not None and pattern_port != port):
+    if pattern_port is not None and pattern_port != port:
         return False
     if wildcard:
         # "*.example.com" means subdomains only, not the apex.

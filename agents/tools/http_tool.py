@@ -19,7 +19,15 @@ from urllib.parse import quote
 
 import httpx
 
-from agents.tools.base import ToolContext, ToolError, check_host_allowed
+from agents.tools.base import (
+    ToolContext,
+    ToolError,
+    check_host_allowed,
+    egress_error,
+    no_answer,
+    status_line,
+)
+from controlplane import egress
 
 if TYPE_CHECKING:
     from agents.models import Tool
@@ -117,11 +125,7 @@ def _read_capped(response: httpx.Response, deadline: float, timeout_seconds: flo
 
 
 def _timeout(host: str, timeout_seconds: float) -> ToolError:
-    return ToolError(
-        f"No complete answer from {host} within {timeout_seconds:g} seconds.",
-        code="timeout",
-        retryable=True,
-    )
+    return no_answer(host, code="timeout", within=timeout_seconds)
 
 
 def send_http(
@@ -139,16 +143,19 @@ def send_http(
 ) -> HttpResponse:
     """Send one request (following at most ``MAX_REDIRECTS`` redirects) to allowed hosts only.
 
-    The host of every hop is checked before anything is sent. Headers named in
-    ``secret_header_names`` are dropped when a redirect leaves the original host.
-    Network failures and timeouts become ``ToolError``; HTTP statuses do not.
+    The host of every hop is checked before anything is sent, and every connection goes
+    through the egress guard (no loopback or private address unless the installation
+    allows it). Headers named in ``secret_header_names`` are dropped when a redirect leaves
+    the original host. Network failures and timeouts become ``ToolError`` in one wording
+    that does not tell a closed port from a server that speaks something else; HTTP
+    statuses do not raise.
     """
     deadline = deadline if deadline is not None else time.monotonic() + timeout_seconds
     method = method.upper()
     host = check_host_allowed(url, allowed_hosts)
     first_host = host
     request_headers = {"User-Agent": USER_AGENT, **headers}
-    with httpx.Client(follow_redirects=False) as client:
+    with httpx.Client(follow_redirects=False, transport=egress.httpx_transport()) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -169,20 +176,12 @@ def send_http(
                     body = b"" if target else _read_capped(response, deadline, timeout_seconds)
                 finally:
                     response.close()
+            except egress.EgressRefused as exc:
+                raise egress_error(exc) from None
             except httpx.TimeoutException:
                 raise _timeout(host, timeout_seconds) from None
-            except httpx.ConnectError as exc:
-                raise ToolError(
-                    f"Could not connect to {host}: {exc or 'connection failed'}.",
-                    code="upstream_error",
-                    retryable=True,
-                ) from None
-            except httpx.HTTPError as exc:
-                raise ToolError(
-                    f"The request to {host} failed: {type(exc).__name__}: {exc}.",
-                    code="upstream_error",
-                    retryable=True,
-                ) from None
+            except httpx.HTTPError:
+                raise no_answer(host) from None
             logger.info(
                 "%s %s -> %s in %.0f ms",
                 method,
@@ -214,14 +213,16 @@ def send_http(
 
 
 def raise_for_status(response: HttpResponse, secrets: list[str]) -> None:
-    """``ToolError(upstream_error)`` for a non-2xx answer; retryable for 5xx and 429."""
+    """``ToolError(upstream_error)`` for a non-2xx answer; retryable for 5xx and 429.
+
+    The message is the status line in standard words, never the body or the server's own
+    reason phrase: an error must not become a way to read what a server answered.
+    """
     if 200 <= response.status < 300:
         return
     host = httpx.URL(response.url).host
-    excerpt = scrub(response.text.strip(), secrets)[:300]
     raise ToolError(
-        f"{host} answered {response.status} {response.reason}"
-        + (f": {excerpt}" if excerpt else "."),
+        f"{host} answered {status_line(response.status)}.",
         code="upstream_error",
         retryable=response.status >= 500 or response.status == 429,
         details={"status": response.status},

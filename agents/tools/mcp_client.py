@@ -24,12 +24,12 @@ import httpx2
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
 from agents.choices import McpTransport
-from agents.tools.base import ToolError
+from agents.tools.base import ToolError, egress_error, no_answer
+from controlplane import egress
 
 if TYPE_CHECKING:
     from agents.models import McpServer
@@ -119,6 +119,9 @@ def _translate(
     for leaf in leaves:
         if isinstance(leaf, ToolError):
             return leaf
+    refused = egress.refused_in(exc)
+    if refused is not None:
+        return egress_error(refused)
     for leaf in leaves:
         if isinstance(leaf, TimeoutError):
             return ToolError(
@@ -134,19 +137,9 @@ def _translate(
                 code="upstream_error",
             )
     for leaf in leaves:
-        if isinstance(leaf, httpx2.ConnectError | ConnectionError):
-            return ToolError(
-                f"Could not connect to {where}: {leaf or 'connection refused'}. "
-                "Check the URL and that the server is running.",
-                code="upstream_error",
-                retryable=True,
-            )
-        if isinstance(leaf, httpx2.HTTPError):
-            return ToolError(
-                f"The connection to {where} failed: {type(leaf).__name__}: {leaf}.",
-                code="upstream_error",
-                retryable=True,
-            )
+        if isinstance(leaf, httpx2.HTTPError | ConnectionError):
+            # One wording for refused, reset and non-HTTP: errors must not map a network.
+            return no_answer(where)
     # The SDK reports HTTP errors as a generic MCP error; the status says more.
     status = attempt.http_status
     if status in (401, 403):
@@ -192,7 +185,8 @@ def _translate(
                 code="upstream_error",
             )
     first = leaves[0] if leaves else exc
-    message = f"Could not talk to {where}: {type(first).__name__}: {first}.{wrote}"
+    said = f": {first}" if server.transport == McpTransport.STDIO else ""
+    message = f"Could not talk to {where}: {type(first).__name__}{said}.{wrote}"
     return ToolError(_scrub(message, server), code="upstream_error", retryable=True)
 
 
@@ -226,9 +220,12 @@ async def _with_client(
             if response.request.method == "POST" and response.status_code >= 400:
                 attempt.http_status = response.status_code
 
-        http_client = create_mcp_http_client(
-            headers=dict(server.secret_headers or {}) or None,
+        # What ``mcp``'s create_mcp_http_client builds (no redirects: the transport follows
+        # same-origin ones itself), with every connection through the egress guard.
+        http_client = httpx2.AsyncClient(
+            headers=dict(server.secret_headers or {}),
             timeout=httpx2.Timeout(timeout),
+            transport=egress.httpx2_async_transport(),
         )
         http_client.event_hooks["response"].append(note_status)
         transport = streamable_http_client(server.url, http_client=http_client)

@@ -476,9 +476,10 @@ def test_openai_connection_refused(make_provider, closed_port):
         get_adapter(provider).chat(model="m-test", messages=[Message("user", "Hi")])
 
     err = caught.value
+    # The same words as for a reset, a non-HTTP server or a TLS mismatch: no port scanning.
     assert err.message == (
-        f"Could not reach provider 'oa' at http://127.0.0.1:{closed_port}: the connection was "
-        "refused (is the server running on that port?)."
+        f"Could not reach provider 'oa' at http://127.0.0.1:{closed_port}: no HTTP answer (the "
+        "connection failed, was closed or timed out)."
     )
     assert (err.status, err.retryable) == (None, True)
     assert_no_key(err)
@@ -904,7 +905,9 @@ def test_anthropic_connection_refused(make_provider, closed_port):
         get_adapter(provider).chat(model="claude-test", messages=[Message("user", "Hi")])
 
     assert "Could not reach provider 'ant'" in caught.value.message
-    assert "connection was refused" in caught.value.message
+    assert "no HTTP answer (the connection failed, was closed or timed out)" in (
+        caught.value.message
+    )
     assert caught.value.retryable is True
     assert_no_key(caught.value)
 

@@ -739,9 +739,17 @@ def test_http_tool_checks_redirect_targets_too(tenant, http):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (503, True), (429, True), (404, False)]
+    ("status", "phrase", "retryable"),
+    [
+        (500, "Internal Server Error", True),
+        (503, "Service Unavailable", True),
+        (429, "Too Many Requests", True),
+        (404, "Not Found", False),
+    ],
 )
-def test_http_tool_turns_error_statuses_into_upstream_errors(tenant, http, status, retryable):
+def test_http_tool_turns_error_statuses_into_upstream_errors(
+    tenant, http, status, phrase, retryable
+):
     tool = http_tool(tenant, f"{http.base}/status/{status}")
 
     error = failure(tool, {})
@@ -749,8 +757,9 @@ def test_http_tool_turns_error_statuses_into_upstream_errors(tenant, http, statu
     assert error.code == "upstream_error"
     assert error.retryable is retryable
     assert error.details == {"status": status}
-    assert f"answered {status}" in error.message
-    assert f"status {status} from upstream" in error.message
+    assert error.message == f"127.0.0.1 answered HTTP {status} {phrase}."
+    # Never the body: an error must not be a way to read what a server answered.
+    assert "from upstream" not in error.message
 
 
 @pytest.mark.django_db
@@ -783,7 +792,9 @@ def test_http_tool_reports_an_unreachable_host(tenant):
 
     assert error.code == "upstream_error"
     assert error.retryable is True
-    assert "Could not connect to 127.0.0.1" in error.message
+    assert error.message == (
+        "No HTTP answer from 127.0.0.1: the connection failed, was closed or timed out."
+    )
 
 
 @pytest.mark.django_db
@@ -937,7 +948,10 @@ def test_mcp_unreachable_url_is_a_clear_error(tenant):
     with tenant_context(tenant), pytest.raises(ToolError) as caught:
         mcp_server_discover(server=server)
 
-    assert caught.value.message.startswith(f"Could not connect to the MCP server at {url}")
+    assert caught.value.message == (
+        f"No HTTP answer from the MCP server at {url}: the connection failed, was closed or "
+        "timed out."
+    )
     assert caught.value.retryable is True
     server.refresh_from_db()
     assert server.last_error == caught.value.message
