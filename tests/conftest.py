@@ -99,9 +99,12 @@ def world(db) -> World:
 
 @pytest.fixture
 def api():
-    """``api(user, tenant, scope="admin")``: a client sending a fresh Bearer token."""
+    """``api(user, tenant, scope=None)``: a client sending a fresh Bearer token.
 
-    def make(user=None, tenant=None, scope: str = "admin") -> APIClient:
+    ``scope`` defaults to the widest the user's role can use (see ``make_token``).
+    """
+
+    def make(user=None, tenant=None, scope: str | None = None) -> APIClient:
         client = APIClient()
         if user is not None:
             token = make_token(tenant, user, scope=scope)

@@ -43,9 +43,18 @@ def add_member(tenant: Tenant, user, role: str = Role.VIEWER) -> Membership:
     return Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role)
 
 
-def make_token(tenant: Tenant, user, scope: str = "admin", **kwargs) -> str:
-    """A real API token's plaintext, issued through the service."""
+def make_token(tenant: Tenant, user, scope: str | None = None, **kwargs) -> str:
+    """A real API token's plaintext, issued through the service.
+
+    ``scope`` defaults to the widest the user's role can use (admin for owners and admins,
+    write for operators and viewers): the service refuses anything wider.
+    """
+    from controlplane.rbac.roles import max_token_scope
+
     with context.system_context("tests", tenant=tenant):
+        if scope is None:
+            role = Membership.objects.for_tenant(tenant).filter(user=user).first()
+            scope = max_token_scope(role.role) if role is not None else "read"
         return api_token_create(
             tenant=tenant, user=user, name="test", scope=scope, **kwargs
         ).plaintext

@@ -121,6 +121,15 @@ class TestCreateApiToken:
             self.create("--tenant=acme", "--user=charlie", "--scope=read")
         assert not ApiToken.objects.unscoped().exists()
 
+    def test_scope_above_the_users_role_is_refused_and_says_why(self, world):
+        with pytest.raises(
+            CommandError,
+            match="oscar is an operator, so their tokens can have scope read or write, not admin",
+        ):
+            self.create("--tenant=acme", "--user=oscar", "--scope=admin")
+        assert not ApiToken.objects.unscoped().exists()
+        assert not AuditEvent.objects.for_tenant(world.acme).exists()
+
     @pytest.mark.parametrize("days", ["0", "-3", "3651"])
     def test_out_of_range_expiry(self, world, days):
         with pytest.raises(CommandError, match="Give a number of days from 1 to 3650"):

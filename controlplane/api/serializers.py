@@ -1,8 +1,8 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from controlplane.api.choices import TokenScope
 from controlplane.api.models import ApiToken
+from controlplane.tenancy.models import Membership
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -41,14 +41,21 @@ class ApiTokenCreateSerializer(serializers.Serializer):
     username = serializers.CharField(
         max_length=150,
         required=False,
-        help_text="Member the token acts as; defaults to you.",
+        help_text="Member the token acts as; defaults to you. Admins may name operators and "
+        "viewers, owners also admins; nobody an equal or higher role than their own.",
     )
 
     def validate_username(self, value):
-        user = get_user_model().objects.filter(username=value).first()
-        if user is None:
-            raise serializers.ValidationError(f"No user named {value!r}.")
-        return user
+        # the same answer for a missing account and one outside the tenant: no enumeration
+        membership = (
+            Membership.objects.for_tenant(self.context["tenant"])
+            .filter(user__username=value)
+            .select_related("user")
+            .first()
+        )
+        if membership is None:
+            raise serializers.ValidationError(f"No member of this tenant is named {value!r}.")
+        return membership.user
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):

@@ -28,7 +28,9 @@ class ApiTokenViewSet(TenantListCreateDestroyViewSet):
 
     @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = ApiTokenCreateSerializer(data=request.data)
+        serializer = ApiTokenCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         issued = services.api_token_create(

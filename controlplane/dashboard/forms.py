@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
+from controlplane import jsoninput
 from controlplane.api.choices import TokenScope
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import slug_validator
@@ -38,19 +39,40 @@ class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
 
+class MemberChoiceField(forms.ChoiceField):
+    """Offers ``choices`` but accepts any username in ``accepted``.
+
+    The tokens form offers only the members one may create tokens for; another member's
+    name still reaches the service, which refuses it with an audited 403 (a forged form
+    is a denial to record, not a typo).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accepted: set[str] = set()
+
+    def valid_value(self, value):
+        return value in self.accepted or super().valid_value(value)
+
+
 class TokenCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “CI pipeline”.")
     scope = forms.ChoiceField(
         choices=TokenScope.choices,
         initial=TokenScope.READ,
-        help_text="read: GET only; write: also changes; admin: also members and tokens.",
+        help_text="read: GET only; write: also changes; admin: also members and tokens. "
+        "Admin only for admins and owners.",
     )
     expires_in_days = forms.IntegerField(min_value=1, max_value=3650, initial=90)
-    username = forms.ChoiceField(label="Acts as", help_text="The member the token acts as.")
+    username = MemberChoiceField(
+        label="Acts as",
+        help_text="You, or a member whose role is below yours.",
+    )
 
-    def __init__(self, *args, members=(), **kwargs):
+    def __init__(self, *args, members=(), all_usernames=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["username"].choices = [(m.user.username, m.user.username) for m in members]
+        self.fields["username"].accepted = set(all_usernames)
 
 
 SLUG_HELP = "1-50 lowercase letters, digits and hyphens; how runs and the API name it."
@@ -78,6 +100,9 @@ class WriteOnlyTextarea(CodeTextarea):
 class JSONTextField(forms.CharField):
     """JSON typed as text; ``expect`` is the type the value must have (dict or list).
 
+    Read behind the API's limits (``controlplane.jsoninput``): no NUL character, nesting at
+    most ``JSON_MAX_DEPTH`` levels.
+
     A blank field means ``blank_value`` (e.g. ``{}``; ``None`` for "keep what is stored").
     """
 
@@ -93,7 +118,10 @@ class JSONTextField(forms.CharField):
         if text in self.empty_values:
             return json.loads(json.dumps(self.blank_value))  # a fresh copy
         try:
-            data = json.loads(text)
+            data = jsoninput.load(text)
+        except jsoninput.JSONInputError as exc:
+            at = f" (at {exc.path})" if exc.path else ""
+            raise ValidationError(f"{exc.message}{at}", code=exc.code) from None
         except json.JSONDecodeError as exc:
             raise ValidationError(
                 f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",

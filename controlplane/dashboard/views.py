@@ -155,15 +155,20 @@ class TokensPage(TenantPageMixin, TemplateView):
     permission_required = "api.view_apitoken"
     post_permission_required = "api.add_apitoken"
 
-    def _members(self):
-        return Membership.objects.select_related("user").order_by("user__username")
+    def _form(self, data=None) -> TokenCreateForm:
+        # offered: whom the rule lets this person create tokens for; accepted: any member,
+        # so a forged choice reaches the service and is refused with an audited 403
+        return TokenCreateForm(
+            data,
+            members=token_services.api_token_targets(tenant=self.tenant, creator=self.request.user),
+            all_usernames=Membership.objects.values_list("user__username", flat=True),
+            initial={"username": self.request.user.username},
+        )
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         data["tokens"] = ApiToken.objects.select_related("user", "created_by").order_by("-id")
-        data["form"] = kwargs.get("form") or TokenCreateForm(
-            members=self._members(), initial={"username": self.request.user.username}
-        )
+        data["form"] = kwargs.get("form") or self._form()
         data["new_token"] = kwargs.get("new_token")
         data["api_base"] = self.request.build_absolute_uri(f"/api/v1/t/{self.tenant.slug}/")
         return data
@@ -176,7 +181,7 @@ class TokensPage(TenantPageMixin, TemplateView):
             token_services.api_token_revoke(token=token)
             messages.success(request, f"Token “{token.name}” revoked.")
             return redirect(request.path)
-        form = TokenCreateForm(request.POST, members=self._members())
+        form = self._form(request.POST)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
         user = get_user_model().objects.get(username=form.cleaned_data["username"])
@@ -190,7 +195,8 @@ class TokensPage(TenantPageMixin, TemplateView):
                 created_by=request.user,
             )
         except ValidationError as exc:
-            form.add_error(None, " ".join(exc.messages))
+            for key, errors in exc.message_dict.items():
+                form.add_error(key if key in form.fields else None, errors)
             return self.render_to_response(self.get_context_data(form=form), status=400)
         # Rendered directly, never stored in the session: the plaintext is shown exactly once.
         response = self.render_to_response(self.get_context_data(new_token=issued), status=201)

@@ -13,7 +13,7 @@ from django.db import models
 from django.http import Http404
 
 from controlplane.rbac.grants import has_object_perm
-from controlplane.rbac.roles import role_permissions, scope_allows
+from controlplane.rbac.roles import role_permissions, scope_allows, scope_needed
 from controlplane.tenancy.models import Membership, Tenant
 
 
@@ -33,6 +33,22 @@ class Access:
         if perm in role_permissions(self.role):
             return True
         return obj is not None and has_object_perm(self.user, perm, obj)
+
+    def refused_by_scope(self, perm: str, obj: models.Model | None = None) -> bool:
+        """Whether the token's scope, not the role (or a grant), is what refuses ``perm``."""
+        if self.token_scope is None or scope_allows(self.token_scope, perm):
+            return False
+        unscoped = dataclasses.replace(self, token_scope=None)
+        return unscoped.has_perm(perm, obj)
+
+    def refusal_message(self, perm: str, obj: models.Model | None = None) -> str:
+        """Why ``perm`` is refused, in words that say what to change."""
+        if self.refused_by_scope(perm, obj):
+            return (
+                f"This API token has scope {self.token_scope}, which does not allow this "
+                f"action; your role would. Use a token with scope {scope_needed(perm)}."
+            )
+        return "Your role in this tenant does not allow this action."
 
     @property
     def permissions(self) -> frozenset[str]:

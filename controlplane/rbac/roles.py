@@ -129,6 +129,18 @@ ADMINISTRATIVE_PERMISSIONS: frozenset[str] = frozenset(
 
 ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
+SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
+
+# The widest token scope a member with a role may hold. Viewers and operators get write, not
+# read: a per-object grant (approve this policy, run this workflow) can let them make changes.
+# Only admins and owners hold administrative permissions, so only they get admin.
+ROLE_MAX_SCOPE = {
+    Role.VIEWER: "write",
+    Role.OPERATOR: "write",
+    Role.ADMIN: "admin",
+    Role.OWNER: "admin",
+}
+
 
 def role_permissions(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(role, frozenset())
@@ -144,3 +156,13 @@ def scope_allows(scope: str, perm: str) -> bool:
     if scope == "write":
         return True
     return codename.startswith("view_")
+
+
+def max_token_scope(role: str) -> str:
+    """The widest scope a token of a member with ``role`` may have (read for unknown roles)."""
+    return ROLE_MAX_SCOPE.get(role, "read")
+
+
+def scope_needed(perm: str) -> str:
+    """The narrowest token scope that allows ``perm``."""
+    return next(scope for scope in ("read", "write", "admin") if scope_allows(scope, perm))

@@ -270,7 +270,7 @@ class TestTokensPage(TenantPageTests):
         return {
             "op": "create",
             "name": "forged",
-            "scope": "admin",
+            "scope": "write",
             "expires_in_days": "30",
             "username": world.bob.username,
         }
@@ -573,6 +573,42 @@ class TestTokenForms:
         assert f'name="prefix" value="{issued.token.prefix}"' not in text(page)
         api = Client(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
         assert api.get("/api/v1/t/acme/members/").status_code == 401
+
+    def test_only_permitted_members_are_offered(self, world):
+        def offered(user) -> list[str]:
+            page = text(client_for(user).get(self.url))
+            start = page.index('<select name="username"')
+            select = page[start : page.index("</select>", start)]
+            return re.findall(r'<option value="([^"]+)"', select)
+
+        assert offered(world.alice) == ["adam", "alice", "bob", "oscar"]
+        assert offered(world.adam) == ["adam", "bob", "oscar"]  # not the owner
+
+    def test_admin_forging_a_token_for_the_owner_is_an_audited_403(self, world):
+        response = self.create(client_for(world.adam), username="alice", scope="admin")
+        assert response.status_code == 403
+        assert "alice is an owner" in text(response)
+        assert not TOKEN_RE.search(text(response))
+        assert not ApiToken.objects.for_tenant(world.acme).exists()
+        denial = tenant_events(world.acme, "permission.denied").get()
+        assert denial.actor_user_id == world.adam.pk
+        assert denial.metadata["for_user"] == "alice"
+
+    def test_admin_creates_for_an_operator_and_the_audit_says_who_for_whom(self, world):
+        response = self.create(client_for(world.adam), username="oscar", scope="write")
+        assert response.status_code == 201
+        token = ApiToken.objects.for_tenant(world.acme).get()
+        event = tenant_events(world.acme, "api_token.create").get()
+        assert event.target_id == str(token.pk)
+        assert (event.after["created_by"], event.after["for_user"]) == ("adam", "oscar")
+
+    def test_scope_wider_than_the_role_is_a_field_error(self, world):
+        response = self.create(client_for(world.alice), username="oscar", scope="admin")
+        assert response.status_code == 400
+        assert "oscar is an operator, so their tokens can have scope read or write" in text(
+            response
+        )
+        assert not ApiToken.objects.for_tenant(world.acme).exists()
 
     def test_revoking_another_tenants_token_is_404(self, world):
         theirs = issue_token(world.globex, world.charlie, "globex-token")
