@@ -154,6 +154,13 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
         errors.setdefault(_path(error), []).append(error.message)
     if errors:
         return errors
+    if kind == AgentKind.ROUTER:
+        # the engine's own check (pure, no Django): RE2 patterns, paths; same words as workflows
+        from runs.engine.conditions import problems as condition_problems
+
+        for index, rule in enumerate(config.get("rules") or []):
+            for rel, message in condition_problems(rule["when"]):
+                errors.setdefault(f"config.rules[{index}].when{rel}", []).append(message)
     provider_slug = config.get("provider")
     if provider_slug:
         provider = ProviderConnection.objects.filter(slug=provider_slug).first()

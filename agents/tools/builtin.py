@@ -241,6 +241,12 @@ def json_extract(arguments: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
                 code="invalid_arguments",
                 details={"errors": [{"path": "$.document", "message": "not JSON text"}]},
             ) from None
+        except RecursionError:
+            raise ToolError(
+                "The document is nested too deeply to read.",
+                code="invalid_arguments",
+                details={"errors": [{"path": "$.document", "message": "nested too deeply"}]},
+            ) from None
     found, value = extract(document, parse_path(arguments["path"]))
     if not found:
         return {"found": False, "value": arguments.get("default")}

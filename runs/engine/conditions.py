@@ -9,10 +9,18 @@ Ops: ``eq`` / ``ne`` (JSON equality: ``true`` is not ``1``, ``1`` equals ``1.0``
 ``not_in`` (the value at ``path`` is an element of the list ``value``, a substring of the
 string ``value`` or a key of the object ``value``), ``contains`` (the reverse: the list at
 ``path`` holds ``value``, the string at ``path`` contains it, the object has it as a key),
-``matches`` (Python regular expression, ``re.search``, strings only), ``gt`` / ``gte`` /
-``lt`` / ``lte`` (numbers with numbers, strings with strings; anything else is false),
-``exists`` and ``missing``. A path that does not resolve makes every op false except
+``matches`` (an RE2 regular expression found anywhere in the string, strings only), ``gt``
+/ ``gte`` / ``lt`` / ``lte`` (numbers with numbers, strings with strings; anything else is
+false), ``exists`` and ``missing``. A path that does not resolve makes every op false except
 ``missing``; a ``null`` value does exist.
+
+Patterns come from tenants, so they run on RE2 (``google-re2``), whose matching time is linear
+in the text: no backtracking pattern such as ``(a+)+$`` can hold a worker. RE2 has no
+backreferences (``\\1``), lookaround (``(?=``, ``(?!``, ``(?<=``, ``(?<!``), atomic groups or
+possessive repeats; such patterns, and patterns longer than ``MAX_PATTERN_LENGTH`` or compiling
+to more than ``MAX_PATTERN_PROGRAM`` instructions, are refused when the workflow is saved.
+``matches`` reads text of at most ``MAX_MATCH_TEXT`` characters; a longer value fails the step
+with an error naming the limit (so the worst case, measured, stays in milliseconds).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+
+import re2
 
 OPS = (
     "eq",
@@ -37,6 +47,13 @@ OPS = (
     "missing",
 )
 VALUELESS_OPS = frozenset({"exists", "missing"})
+
+MAX_PATTERN_LENGTH = 1000  # characters of a ``matches`` pattern
+MAX_PATTERN_PROGRAM = 1000  # RE2 program size; beyond ~1,600 a search can fall off the DFA
+MAX_MATCH_TEXT = 100_000  # characters ``matches`` reads
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is a user error, not a log line
 
 PATH_PATTERN = r"^[^.\[\]\s]+(?:\.[^.\[\]\s]+|\[-?[0-9]+\])*$"
 _SEGMENT = re.compile(r"\.?([^.\[\]\s]+)|\[(-?[0-9]+)\]")
@@ -62,7 +79,8 @@ _ONE_CONDITION: dict[str, Any] = {
             "description": (
                 "eq, ne: JSON equality. in, not_in: the value at path is in `value` (list "
                 "element, substring, object key). contains: the list/string/object at path "
-                "holds `value`. matches: Python regular expression (re.search) on a string. "
+                "holds `value`. matches: RE2 regular expression found in a string (no "
+                "backreferences or lookaround; text of at most 100,000 characters). "
                 "gt, gte, lt, lte: numbers with numbers, strings with strings. exists, "
                 "missing: whether path resolves (no `value`)."
             ),
@@ -187,12 +205,55 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
     return actual <= expected
 
 
+_RE2_MISSING = (
+    "RE2 has no backreferences (\\1), lookahead or lookbehind ((?=, (?!, (?<=, (?<!), atomic "
+    "groups or possessive repeats"
+)
+
+
 @lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
+def _regex(pattern: str) -> Any:
+    """The compiled RE2 pattern; ``ConditionError`` saying what to change when it is refused."""
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ConditionError(
+            f"The regular expression {shown!r} is {len(pattern)} characters long: the limit is "
+            f"{MAX_PATTERN_LENGTH}."
+        )
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ConditionError(f"Invalid regular expression {pattern!r}: {exc}.") from None
+        compiled = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        if _python_accepts(pattern):
+            raise ConditionError(
+                f"The regular expression {shown!r} uses a feature RE2 does not have ({reason}): "
+                f"{_RE2_MISSING}."
+            ) from None
+        raise ConditionError(f"Invalid regular expression {shown!r}: {reason}.") from None
+    if compiled.programsize > MAX_PATTERN_PROGRAM:
+        raise ConditionError(
+            f"The regular expression {shown!r} is too complex ({compiled.programsize} RE2 "
+            f"instructions, the limit is {MAX_PATTERN_PROGRAM}): use fewer or shorter repeats."
+        )
+    return compiled
+
+
+def _python_accepts(pattern: str) -> bool:
+    # Only compiled, never run: tells "valid but unsupported by RE2" from "not a regex".
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return True
+
+
+def _search(pattern: str, text: str, path: str) -> bool:
+    if len(text) > MAX_MATCH_TEXT:
+        raise ConditionError(
+            f"'matches' on {path}: the text is {len(text):,} characters long; a regular "
+            f"expression reads at most {MAX_MATCH_TEXT:,}."
+        )
+    return _regex(pattern).search(text) is not None
 
 
 def _check_shape(condition: Any) -> None:
@@ -234,17 +295,16 @@ def _evaluate_one(condition: Mapping[str, Any], scope: Mapping[str, Any]) -> boo
     if op == "contains":
         return _member(expected, actual)
     if op == "matches":
-        pattern = _regex(expected)
-        return isinstance(actual, str) and pattern.search(actual) is not None
+        return isinstance(actual, str) and _search(expected, actual, condition["path"])
     return _compare(op, actual, expected)
 
 
 def evaluate(condition: Any, scope: Mapping[str, Any]) -> bool:
     """Whether ``condition`` (one condition or a list meaning all) holds in ``scope``.
 
-    Always returns a bool for a condition valid against ``CONDITION_SCHEMA`` with a
-    compilable regex; raises ``ConditionError`` otherwise (``validate_definition`` reports
-    those problems at save time, so a stored workflow never raises here).
+    Returns a bool for a condition valid against ``CONDITION_SCHEMA`` with a pattern RE2
+    accepts; raises ``ConditionError`` otherwise (``validate_definition`` reports those
+    problems at save time) and when ``matches`` meets text longer than ``MAX_MATCH_TEXT``.
     """
     items = condition if isinstance(condition, list) else [condition]
     for one in items:  # every item is checked, whatever the values in scope

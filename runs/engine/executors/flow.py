@@ -82,11 +82,14 @@ def tool_step(ctx: StepContext) -> StepOutcome:
 
 
 def _resolve_route(rules: list[dict[str, Any]], scope: dict[str, Any], default: str | None) -> str:
-    from runs.engine.conditions import evaluate
+    from runs.engine.conditions import ConditionError, evaluate
 
-    for rule in rules:
-        if evaluate(rule["when"], scope):
-            return rule["route"]
+    for index, rule in enumerate(rules):
+        try:
+            if evaluate(rule["when"], scope):
+                return rule["route"]
+        except ConditionError as exc:  # e.g. text too long for a regular expression
+            raise StepFailure(f"rules[{index}].when: {exc}", code="condition_error") from None
     if default:
         return default
     raise StepFailure("No routing rule matched and no default_route is set.", code="no_route")
@@ -307,7 +310,7 @@ def parallel_step(ctx: StepContext) -> StepOutcome:
 
 def loop_step(ctx: StepContext) -> StepOutcome:
     """Run an agent repeatedly until a condition holds or the maximum is reached."""
-    from runs.engine.conditions import evaluate
+    from runs.engine.conditions import ConditionError, evaluate
     from runs.engine.templating import TemplateError, render
 
     spec = ctx.step_def.spec
@@ -329,9 +332,12 @@ def loop_step(ctx: StepContext) -> StepOutcome:
         for key in usage:
             usage[key] += getattr(result, key)
         previous = result.output
-        stop = bool(spec.get("until")) and evaluate(
-            spec["until"], {"output": previous, "iteration": iteration, "input": ctx.run.input}
-        )
+        try:
+            stop = bool(spec.get("until")) and evaluate(
+                spec["until"], {"output": previous, "iteration": iteration, "input": ctx.run.input}
+            )
+        except ConditionError as exc:
+            raise StepFailure(f"until: {exc}", code="condition_error") from None
         ctx.emit("loop.iteration", {"iteration": iteration, "stop": stop})
         if stop:
             return StepOutcome(
