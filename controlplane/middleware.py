@@ -1,4 +1,5 @@
-"""Request-wide middleware: request id and address in context; 503 when the database is down."""
+"""Request-wide middleware: request id and address in context; 503 when the database is down;
+400 for a NUL character in the query string."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 
 from controlplane import context
@@ -73,3 +74,37 @@ class DatabaseUnavailableMiddleware:
         # Rendered without the request: context processors would read the session and the
         # user from the database that is down, and turn this 503 into a bare 500.
         return HttpResponse(render_to_string("503.html"), status=503, headers={"Retry-After": "5"})
+
+
+def client_error(code: str, detail: str, *, status: int, attr: str | None = None) -> JsonResponse:
+    """A 4xx in the API's error shape, for answers given before DRF sees the request."""
+    kind = "validation_error" if attr is not None else "client_error"
+    return JsonResponse(
+        {"type": kind, "errors": [{"code": code, "detail": detail, "attr": attr}]}, status=status
+    )
+
+
+class QueryStringMiddleware:
+    """A NUL character (``%00``) in a query parameter's name or value answers 400, naming it.
+
+    PostgreSQL cannot compare with a string holding one, so a filter or an export given one
+    failed inside its query as a 500. Checked once here for every API route and page.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" in query or "\x00" in query:
+            for name, values in request.GET.lists():
+                if "\x00" in name or any("\x00" in value for value in values):
+                    return self._refuse(request, name.replace("\x00", "\\u0000"))
+        return self.get_response(request)
+
+    @staticmethod
+    def _refuse(request, name: str) -> HttpResponse:
+        detail = f"Remove the NUL character (%00) from the query parameter '{name}'."
+        if wants_json(request):
+            return client_error("null_character", detail, status=400, attr=name)
+        return HttpResponseBadRequest(render_to_string("400.html", {"detail": detail}))

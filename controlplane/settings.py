@@ -149,6 +149,7 @@ MIDDLEWARE = [
     "controlplane.middleware.RequestContextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "controlplane.middleware.DatabaseUnavailableMiddleware",
+    "controlplane.middleware.QueryStringMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -315,7 +316,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["controlplane.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "controlplane.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -323,6 +324,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "controlplane.api.errors.exception_handler",
     "URL_FORMAT_OVERRIDE": None,
 }
+# Input limits, for the API, the dashboard's JSON fields and websocket messages: a body over
+# MAX_REQUEST_BODY_BYTES answers 413; JSON nested deeper than JSON_MAX_DEPTH levels, or with a
+# NUL character in a string, key or query parameter, answers 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", 2_621_440, minimum=65_536)
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", 64, minimum=8, maximum=500)
 DRF_STANDARDIZED_ERRORS = {"ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True}
 _ERR = "drf_standardized_errors.openapi_serializers"
 SPECTACULAR_SETTINGS = {

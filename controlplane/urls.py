@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from controlplane import health
-from controlplane.errors import handler_404, handler_500
+from controlplane.errors import handler_400, handler_404, handler_500
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("controlplane.dashboard.urls")),
 ]
 
+handler400 = handler_400
 handler404 = handler_404
 handler500 = handler_500

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
 
+from controlplane import jsoninput
 from controlplane.rbac.access import Access, resolve_access
 from controlplane.realtime.groups import tenant_group
 
@@ -15,7 +17,34 @@ FORBIDDEN = 4403
 NOT_FOUND = 4404
 
 
-class TenantConsumer(AsyncJsonWebsocketConsumer):
+class JsonConsumer(AsyncJsonWebsocketConsumer):
+    """Reads client messages behind the API's input limits (size, depth, NUL).
+
+    A message that is not JSON, too large, too deep or holding a NUL is answered with
+    ``{"kind": "error", "error": ...}`` and the socket stays open; before, the consumer
+    raised and the socket closed with 1011 and a logged traceback.
+    """
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        error = None
+        if not text_data:
+            error = "Send JSON text messages."
+        elif len(text_data) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            error = f"Keep messages under {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} characters."
+        else:
+            try:
+                content = jsoninput.load(text_data)
+            except jsoninput.JSONInputError as exc:
+                error = exc.message
+            except ValueError:
+                error = "This message is not valid JSON."
+        if error is not None:
+            await self.send_json({"kind": "error", "error": error})
+            return
+        await self.receive_json(content, **kwargs)
+
+
+class TenantConsumer(JsonConsumer):
     """Base of a tenant's websockets: the session's access to the tenant in the URL, checked
     before any group is joined, and the groups left on disconnect.
 
@@ -59,7 +88,7 @@ class TenantConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
 
-class TenantEventsConsumer(AsyncJsonWebsocketConsumer):
+class TenantEventsConsumer(JsonConsumer):
     """Live events of one tenant (audit events now; runs join later) for its members."""
 
     required_permission = "audit.view_auditevent"
