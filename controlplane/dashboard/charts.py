@@ -41,6 +41,7 @@ STYLE = Style(
     value_font_size=13,
     legend_font_size=12,
     title_font_size=17,
+    no_data_font_size=16,  # pygal's 64 px message does not fit a 480 px chart
     colors=COLOURS,
 )
 

@@ -137,7 +137,8 @@ def _charts(o: Overview) -> dict[str, Any]:
                 title=f"Cost per {period} (USD)",
                 summary=f"{usd(o.cost_usd)} in total; {_busiest(o, 'cost_usd', usd)}.",
                 labels=labels,
-                series=[("Cost (USD)", [float(b.cost_usd) or None for b in o.series])],
+                # a period with runs that cost nothing is $0, not a gap: simulated runs are free
+                series=[("Cost (USD)", [float(b.cost_usd) if b.runs else None for b in o.series])],
                 value_formatter=charts.usd_label,
                 colours=("#6639ba",),
             ),
@@ -150,8 +151,8 @@ def _charts(o: Overview) -> dict[str, Any]:
                 summary=(f"{o.tokens:,} tokens ({o.input_tokens:,} in, {o.output_tokens:,} out)."),
                 labels=labels,
                 series=[
-                    ("Input tokens", [b.input_tokens or None for b in o.series]),
-                    ("Output tokens", [b.output_tokens or None for b in o.series]),
+                    ("Input tokens", [b.input_tokens if b.runs else None for b in o.series]),
+                    ("Output tokens", [b.output_tokens if b.runs else None for b in o.series]),
                 ],
                 value_formatter=lambda v: f"{v:,.0f}",
                 colours=("#0b5cad", "#9a6700"),

@@ -162,6 +162,18 @@ class TestFiguresAndCharts:
         assert "$1.00 in total; highest " in body
         assert "600 tokens (500 in, 100 out)." in body
 
+    def test_runs_that_cost_nothing_draw_a_zero_series_not_no_runs(self, world):
+        workflow = make_workflow(world.acme)
+        for _ in range(3):  # simulated runs: free, no tokens
+            add_run(world.acme, workflow, cost="0", tokens=(0, 0))
+        body = text(client_for(world.bob).get(URL))
+        cost = body.split('id="chart-cost"')[1].split("</figure>")[0]
+        tokens = body.split('id="chart-tokens"')[1].split("</figure>")[0]
+        for chart in (cost, tokens):
+            assert "No runs in this window" not in chart
+            assert 'class="no_data"' not in chart
+        assert "$0.00" in cost
+
     def test_series_table_has_one_row_per_day(self, world, runs):
         body = text(client_for(world.bob).get(URL))
         table = body.split('id="series-table"')[1].split("</details>")[0]
