@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import cel
+import re2
 from jsonschema import Draft202012Validator
 
 ACTIONS = ("invoke_agent", "call_model", "call_tool", "delegate")
@@ -265,6 +266,71 @@ def compile_condition(source: str) -> tuple[Any, str | None]:
     return program, None
 
 
+# CEL's ``matches`` runs Rust's regex crate: linear time, no backreferences or lookaround, but
+# it compiles the pattern on every evaluation, so a literal pattern is checked at save: it
+# must compile, and compile small (a{1000}a{1000}a{1000} cost 0.12 s per policy check).
+MAX_CEL_PATTERN_PROGRAM = 2000  # RE2 program size, as a measure of the compiled pattern
+_CEL_STRING = (
+    r"(?:[rR][bB]?|[bB][rR]?)?"
+    r'(?:""".*?"""'
+    r"|'''.*?'''"
+    r'|"(?:\\.|[^"\\\n])*"'
+    r"|'(?:\\.|[^'\\\n])*')"
+)
+_CEL_TOKEN = re2.compile(
+    rf"(?s)(?P<str>{_CEL_STRING})|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),.])|\S"
+)
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def _literal_patterns(source: str) -> list[str]:
+    """String literals given as the pattern of ``x.matches(...)`` or ``matches(x, ...)``."""
+    tokens = [(m.lastgroup or "", m.group()) for m in _CEL_TOKEN.finditer(source)]
+    found = []
+    for i, token in enumerate(tokens):
+        if token != ("name", "matches") or tokens[i + 1 : i + 2] != [("punct", "(")]:
+            continue
+        j = i + 2
+        if i == 0 or tokens[i - 1] != ("punct", "."):  # function form: skip the first argument
+            depth = 0
+            while j < len(tokens) and not (depth == 0 and tokens[j] == ("punct", ",")):
+                depth += {("punct", "("): 1, ("punct", ")"): -1}.get(tokens[j], 0)
+                j += 1
+            j += 1
+        if (
+            tokens[j : j + 1]
+            and tokens[j][0] == "str"
+            and tokens[j + 1 : j + 2] == [("punct", ")")]
+        ):
+            found.append(tokens[j][1])
+    return found
+
+
+def _pattern_problem(literal: str) -> str | None:
+    """Why CEL cannot run the pattern ``literal`` (CEL source text) cheaply; None when it can."""
+    try:
+        cel.compile(f'"".matches({literal})').execute({})
+    except (ValueError, RuntimeError) as exc:
+        text = str(exc)
+        reason = text.rsplit("error: ", 1)[-1]
+        reason = reason.split(". Check function arguments", 1)[0].strip().splitlines()[-1]
+        return f"The regular expression {literal} cannot be used: {reason.rstrip('.')}."
+    pattern = cel.compile(literal).execute({})
+    if not isinstance(pattern, str):
+        return None
+    try:
+        size = re2.compile(pattern, _RE2_OPTIONS).programsize
+    except re2.error:
+        return None  # syntax RE2 lacks but CEL has: CEL's own size limit still applies
+    if size > MAX_CEL_PATTERN_PROGRAM:
+        return (
+            f"The regular expression {literal} is too complex ({size} instructions, the limit "
+            f"is {MAX_CEL_PATTERN_PROGRAM}): use fewer or shorter repeats."
+        )
+    return None
+
+
 def validate_definition(data: Any) -> list[DefinitionError]:
     """Every problem of ``data``, each under its path; [] when it is a valid definition."""
     if not isinstance(data, dict):
@@ -295,6 +361,12 @@ def validate_definition(data: Any) -> list[DefinitionError]:
                 _, problem = compile_condition(condition)
                 if problem:
                     errors.append(DefinitionError(f"rules[{index}].condition", problem))
+                else:
+                    errors.extend(
+                        DefinitionError(f"rules[{index}].condition", message)
+                        for message in map(_pattern_problem, _literal_patterns(condition))
+                        if message
+                    )
             for index_t, matcher in enumerate(rule.get("tools") or []):
                 if (
                     isinstance(matcher, str)
