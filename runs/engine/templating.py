@@ -18,6 +18,13 @@ Expressions are Jinja2 expressions (no ``{% %}`` blocks) run in a locked-down sa
   ``last``, ``trim``, ``string``, ``int``, ``float``, ``round``, ``abs``) and the tests in
   ``TESTS`` (``x is defined`` ...);
 * ``**``, ``*`` and ``%`` refuse results that would be huge and ``%``-formatting of text;
+* every string, list or object an expression builds (``*``, ``+``, ``~``, list and object
+  literals, slices, ``join``, ``string``, ``tojson``, ``lower``, ``upper``, ``trim``, and the
+  text of a template with several parts) is at most ``MAX_SEQUENCE_LENGTH`` long, counted
+  as its expanded size (characters of text plus one per element, key and number, each
+  shared part counted every time it appears), and one ``render`` builds, compares and
+  converts at most ``MAX_RENDER_WORK`` of that in all; values passed through unchanged
+  from the scope are not limited;
 * rendering a value never evaluates the value: text from the run input is data, so a user
   who types ``{{ ... }}`` into an input field only ever gets those characters back.
 
@@ -33,15 +40,17 @@ syntax tree (``{{ steps.triage.output.route }}`` -> ``("steps", "triage", "outpu
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, nodes, pass_eval_context
+from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.filters import FILTERS as _JINJA_FILTERS
@@ -51,8 +60,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.tests import TESTS as _JINJA_TESTS
 from jinja2.utils import missing
 
-MAX_SEQUENCE_LENGTH = 1_000_000  # longest string or list that * may build
+MAX_SEQUENCE_LENGTH = 1_000_000  # largest string, list or object an expression may build
+MAX_RENDER_WORK = 10_000_000  # what one render may build, compare and convert in all
 MAX_INT_BITS = 1024  # largest integer that * and ** may build
+
+# Work done by the current ``render`` call; None outside one (compile-time constant folding).
+_work: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "template_work", default=None
+)
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -116,10 +131,88 @@ class _Missing(ChainableUndefined, StrictUndefined):
         return f"{_describe(self._undefined_obj)} has no key {name!r}"
 
 
+def size_of(value: Any, limit: int = MAX_SEQUENCE_LENGTH) -> int:
+    """The expanded size of ``value``, counted only until it passes ``limit``.
+
+    Characters of text, plus one per list element, object key and other value, every shared
+    part counted each time it appears (``[x] * 3`` counts ``x`` three times), so it measures
+    what printing or converting the value costs. Stops early: cost at most ``limit`` steps.
+    """
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            total += 1 + 2 * len(item)
+            if total <= limit:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 1 + len(item)
+            if total <= limit:
+                stack.extend(item)
+        elif _is_int(item):
+            total += 1 + item.bit_length() // 3
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
+def _charge(amount: int) -> None:
+    work = _work.get()
+    if work is None:
+        return
+    work[0] += amount
+    if work[0] > MAX_RENDER_WORK:
+        raise SecurityError(
+            f"the template does too much work: one render may build, compare and convert "
+            f"at most {MAX_RENDER_WORK:,} characters and elements (MAX_RENDER_WORK)"
+        )
+
+
+def _within(size: int, what: str) -> None:
+    if size > MAX_SEQUENCE_LENGTH:
+        raise SecurityError(
+            f"{what} would be too long: more than {MAX_SEQUENCE_LENGTH:,} characters and "
+            "elements (MAX_SEQUENCE_LENGTH)"
+        )
+    _charge(size)
+
+
+def _built(value: Any, what: str) -> Any:
+    """``value`` (just built by ``what``) if it is within the size limit; charged to the render."""
+    _within(len(value) if isinstance(value, str) else size_of(value), what)
+    return value
+
+
 def _tojson(value: Any, indent: int | None = None) -> str:
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
-    return json.dumps(_jsonable(value), ensure_ascii=False, indent=indent)
+    _within(size_of(value), "the result of tojson")
+    text = json.dumps(_jsonable(value), ensure_ascii=False, indent=indent)
+    return _built(text, "the result of tojson")
+
+
+@pass_eval_context
+def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    if isinstance(value, Sized) and isinstance(d, str):
+        _within(size_of(value) + len(d) * max(0, len(value) - 1), "the result of join")
+    return _built(_JINJA_FILTERS["join"](eval_ctx, value, d, attribute), "the result of join")
+
+
+def _text_filter(name: str) -> Any:
+    # these turn any value into text (str() of a list is as long as the list printed)
+    original = _JINJA_FILTERS[name]
+
+    def bounded(value: Any, *args: Any) -> str:
+        _within(size_of(value), f"the result of {name}")
+        return _built(original(value, *args), f"the result of {name}")
+
+    bounded.__name__ = f"bounded_{name}"
+    return bounded
 
 
 _FILTER_NAMES = (
@@ -138,6 +231,8 @@ _FILTER_NAMES = (
     "abs",
 )
 FILTERS: dict[str, Any] = {name: _JINJA_FILTERS[name] for name in _FILTER_NAMES}
+FILTERS.update({name: _text_filter(name) for name in ("lower", "upper", "trim", "string")})
+FILTERS["join"] = _join
 FILTERS["tojson"] = _tojson
 
 _TEST_NAMES = (
@@ -159,10 +254,76 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """Key and index lookups only, no calls, bounded arithmetic."""
+class _CodeGenerator(CodeGenerator):
+    """Sends every operation that builds or compares a value through the environment, where
+    its size is checked and charged (Jinja compiles literals, ``~``, slices and comparisons
+    to plain Python otherwise)."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    def _bounded(self, visit: Any, node: nodes.Node, frame: Frame, what: str) -> None:
+        self.write("environment.built(")
+        visit(node, frame)
+        self.write(f", {what!r})")
+
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self._bounded(super().visit_List, node, frame, "the list")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self._bounded(super().visit_Dict, node, frame, "the object")
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":
+            super().visit_Tuple(node, frame)
+        else:
+            self._bounded(super().visit_Tuple, node, frame, "the list")
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if isinstance(node.arg, nodes.Slice):
+            self._bounded(super().visit_Getitem, node, frame, "the slice")
+        else:
+            super().visit_Getitem(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        self.write("(environment.compared(")
+        self.visit(node.expr, frame)
+        self.write(")")
+        for op in node.ops:
+            self.visit(op, frame)
+        self.write(")")
+
+    def visit_Operand(self, node: nodes.Operand, frame: Frame) -> None:
+        self.write(f" {operators[node.op]} environment.compared(")
+        self.visit(node.expr, frame)
+        self.write(")")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Key and index lookups only, no calls, bounded arithmetic, bounded values."""
+
+    code_generator_class = _CodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    @staticmethod
+    def built(value: Any, what: str) -> Any:
+        return _built(value, what)
+
+    @staticmethod
+    def compared(value: Any) -> Any:
+        # comparing or searching costs up to the operand's size
+        _charge(len(value) if isinstance(value, str) else size_of(value))
+        return value
+
+    @staticmethod
+    def concat(values: tuple[Any, ...]) -> str:
+        sizes = (len(v) if isinstance(v, str) else size_of(v) for v in values)
+        _within(sum(sizes), "the result of ~")
+        return _built("".join(map(str, values)), "the result of ~")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute.startswith("_"):
@@ -207,13 +368,19 @@ class _Environment(ImmutableSandboxedEnvironment):
             return left**right
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                sequence = isinstance(seq, str | list | tuple) and _is_int(times)
-                if sequence and len(seq) * times > MAX_SEQUENCE_LENGTH:
-                    raise SecurityError("the result of * would be too long")
+                if isinstance(seq, str | list | tuple) and _is_int(times) and times > 0:
+                    size = len(seq) if isinstance(seq, str) else size_of(seq)
+                    _within(size * times, "the result of *")
             integers = _is_int(left) and _is_int(right)
             if integers and left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise SecurityError("the result of * would be too large")
             return left * right
+        if operator == "+":
+            if isinstance(left, str) and isinstance(right, str):
+                _within(len(left) + len(right), "the result of +")
+            elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+                _within(size_of(left) + size_of(right), "the result of +")
+            return left + right
         return super().call_binop(context, operator, left, right)
 
 
@@ -397,8 +564,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, list | tuple):
+        _charge(len(value))
         return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
+        _charge(len(value))
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -426,14 +595,29 @@ def _render_string(source: str, scope: Mapping[str, Any], path: str) -> Any:
     single = parsed.single
     if single is not None:
         return _evaluate(single, scope, path)
-    parts = []
+    parts, length = [], 0
     for segment in parsed.segments:
         if isinstance(segment, str):
             parts.append(segment)
-            continue
-        value = _evaluate(segment, scope, path)
-        parts.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        else:
+            value = _evaluate(segment, scope, path)
+            if not isinstance(value, str):
+                _check_text(length + size_of(value), path)
+                value = json.dumps(value, ensure_ascii=False)
+            parts.append(value)
+        length += len(parts[-1])
+        _check_text(length, path)
+    _charge(length)
     return "".join(parts)
+
+
+def _check_text(length: int, path: str) -> None:
+    if length > MAX_SEQUENCE_LENGTH:
+        raise TemplateError(
+            path,
+            f"the text would be too long: more than {MAX_SEQUENCE_LENGTH:,} characters "
+            "(MAX_SEQUENCE_LENGTH)",
+        )
 
 
 def render(value: Any, scope: Mapping[str, Any], path: str = "") -> Any:
@@ -446,12 +630,22 @@ def render(value: Any, scope: Mapping[str, Any], path: str = "") -> Any:
     (``"message"``, ``"items[0]"``) for a template that does not parse, a missing name, key
     or index without ``default``, anything the sandbox refuses, or a non-JSON result.
     """
+    token = _work.set([0])
+    try:
+        return _render(value, scope, path)
+    except SecurityError as exc:  # work spent outside any one expression (text, conversion)
+        raise TemplateError(path, str(exc)) from None
+    finally:
+        _work.reset(token)
+
+
+def _render(value: Any, scope: Mapping[str, Any], path: str) -> Any:
     if isinstance(value, str):
         return _render_string(value, scope, path) if "{{" in value else value
     if isinstance(value, Mapping):
-        return {k: render(v, scope, join_path(path, k)) for k, v in value.items()}
+        return {k: _render(v, scope, join_path(path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, scope, join_path(path, i)) for i, v in enumerate(value)]
+        return [_render(v, scope, join_path(path, i)) for i, v in enumerate(value)]
     return value
 
 
