@@ -31,11 +31,15 @@ A definition is a JSON object::
 An empty matcher list (or a missing one) matches everything. Validation is pure (no
 database) and reports every problem under its path (``rules[0].condition``); compilation
 turns a valid definition into ``CompiledRule`` objects whose CEL programs are compiled once.
+``validate_names`` checks the agent, tool and model names against what the tenant has
+(``KnownNames``): the services run it when a new version is saved, never on activation, so a
+version naming an object deleted since still applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -307,6 +311,25 @@ def _literal_patterns(source: str) -> list[str]:
     return found
 
 
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+def _macro_problem(source: str) -> str | None:
+    """Refuse CEL comprehensions: ``args.a.all(tool, args.b.all(model, ...))`` costs the
+    product of two argument lists' sizes, and CEL runs it holding the interpreter (a
+    3,000-item list took 12 s), so no step timeout can stop it."""
+    tokens = [(m.lastgroup or "", m.group()) for m in _CEL_TOKEN.finditer(source)]
+    for i, token in enumerate(tokens[1:-1], start=1):
+        called = tokens[i - 1] == ("punct", ".") and tokens[i + 1] == ("punct", "(")
+        if token[0] == "name" and token[1] in _MACROS and called:
+            return (
+                f"{token[1]}() is not allowed in a policy condition: comprehensions over "
+                "lists (all, exists, exists_one, map, filter) cost as much as the lists "
+                "the call sends; test list membership with `in` instead."
+            )
+    return None
+
+
 def _pattern_problem(literal: str) -> str | None:
     """Why CEL cannot run the pattern ``literal`` (CEL source text) cheaply; None when it can."""
     try:
@@ -359,6 +382,7 @@ def validate_definition(data: Any) -> list[DefinitionError]:
             condition = rule.get("condition")
             if isinstance(condition, str) and condition.strip():
                 _, problem = compile_condition(condition)
+                problem = _macro_problem(condition) or problem
                 if problem:
                     errors.append(DefinitionError(f"rules[{index}].condition", problem))
                 else:
@@ -404,6 +428,68 @@ def validate_definition(data: Any) -> list[DefinitionError]:
                         "Name the agent or tool slug this limit applies to, or * for each.",
                     )
                 )
+    return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownNames:
+    """What rules may name in one tenant: agent and tool slugs, and model names (from its
+    providers' model lists and its agents' versions)."""
+
+    agents: frozenset[str] = frozenset()
+    tools: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()
+
+
+_KINDS = {"agents": "agent", "tools": "tool", "models": "model"}
+
+
+def _unknown_name(kind: str, name: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    if close:
+        options = " or ".join(repr(c) for c in close)
+        return f"No {kind} {name!r} in this tenant; did you mean {options}?"
+    if not known:
+        return f"No {kind} {name!r} in this tenant: it has no {kind}s yet."
+    listed = sorted(known)
+    shown = ", ".join(listed[:10]) + (f" (and {len(listed) - 10} more)" if len(listed) > 10 else "")
+    return f"No {kind} {name!r} in this tenant; its {kind}s are: {shown}."
+
+
+def validate_names(data: Any, known: KnownNames) -> list[DefinitionError]:
+    """Names in rules and rate limits that are not in ``known``, each under its path with
+    the close matches (a typo would make a rule that never fires). ``tag:`` and ``risk:``
+    matchers and the ``*`` rate-limit target are not names. Pure; run it on a definition
+    that passed ``validate_definition``."""
+    errors: list[DefinitionError] = []
+    if not isinstance(data, dict):
+        return errors
+    for index, rule in enumerate(data.get("rules") or ()):
+        if not isinstance(rule, dict):
+            continue
+        for field, kind in _KINDS.items():
+            names: frozenset[str] = getattr(known, field)
+            for position, value in enumerate(rule.get(field) or ()):
+                if not isinstance(value, str) or value.startswith(("tag:", "risk:")):
+                    continue
+                if value not in names:
+                    errors.append(
+                        DefinitionError(
+                            f"rules[{index}].{field}[{position}]",
+                            _unknown_name(kind, value, names),
+                        )
+                    )
+    for index, limit in enumerate(data.get("rate_limits") or ()):
+        if not isinstance(limit, dict) or limit.get("scope") not in ("agent", "tool"):
+            continue
+        target = limit.get("target")
+        names = known.agents if limit["scope"] == "agent" else known.tools
+        if isinstance(target, str) and target != "*" and target not in names:
+            errors.append(
+                DefinitionError(
+                    f"rate_limits[{index}].target", _unknown_name(limit["scope"], target, names)
+                )
+            )
     return errors
 
 
