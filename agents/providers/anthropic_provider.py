@@ -223,6 +223,8 @@ class AnthropicAdapter(Adapter):
             return fn()
         except ProviderError:
             raise
+        except egress.EgressRefused as err:
+            raise self.refused(err) from None
         except anthropic.APITimeoutError:
             raise self.error(
                 f"{self._who()} did not answer in time. Retry, or raise the timeout "
@@ -232,9 +234,7 @@ class AnthropicAdapter(Adapter):
         except anthropic.APIConnectionError as err:
             refused = egress.refused_in(err)
             if refused is not None:
-                raise self.error(
-                    f"Could not reach {self.label}: {refused.message}", retryable=False
-                ) from None
+                raise self.refused(refused) from None
             raise self.error(
                 f"Could not reach {self.label} at {endpoint(self.base_url)}: "
                 f"{connection_reason(err)}.",

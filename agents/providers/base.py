@@ -171,6 +171,10 @@ class Adapter(abc.ABC):
     ) -> ProviderError:
         return ProviderError(redact(message, self.secrets()), status=status, retryable=retryable)
 
+    def refused(self, err: egress.EgressRefused) -> ProviderError:
+        """The error for a call the egress guard refused: final, retrying cannot help."""
+        return self.error(f"Could not reach {self.label}: {err.message}", retryable=False)
+
     def error_status(
         self, status: int, detail: str, *, model: str | None, code: str | None = None
     ) -> ProviderError:

@@ -203,6 +203,8 @@ class OpenAIAdapter(Adapter):
             return fn()
         except ProviderError:
             raise
+        except egress.EgressRefused as err:
+            raise self.refused(err) from None
         except openai.APITimeoutError:
             raise self.error(
                 f"{self._who()} did not answer in time. Retry, or raise the timeout "
@@ -212,9 +214,7 @@ class OpenAIAdapter(Adapter):
         except openai.APIConnectionError as err:
             refused = egress.refused_in(err)
             if refused is not None:
-                raise self.error(
-                    f"Could not reach {self.label}: {refused.message}", retryable=False
-                ) from None
+                raise self.refused(refused) from None
             raise self.error(
                 f"Could not reach {self.label} at {endpoint(self.base_url)}: "
                 f"{connection_reason(err)}.",
