@@ -466,11 +466,22 @@ def policy_update(*, policy: Policy, **changes: Any) -> Policy:
     return policy
 
 
+DEFAULT_POLICY_KEPT = (
+    "The default policy cannot be deleted: a tenant always keeps it. To stop it acting, "
+    "switch it to log only; to change what it does, publish and activate a new version."
+)
+
+
 @transaction.atomic
 def policy_delete(*, policy: Policy) -> None:
-    """Delete a policy and its versions; its rules stop applying at once."""
+    """Delete a policy and its versions; its rules stop applying at once.
+
+    The tenant's default policy is refused (ValidationError): switch it to log only instead.
+    """
     from controlplane.rbac.grants import remove_object_grants
 
+    if policy.is_default:
+        raise ValidationError(DEFAULT_POLICY_KEPT)
     tenant = policy.tenant
     before = {**snapshot(policy, POLICY_FIELDS), "id": policy.pk}
     remove_object_grants(policy)

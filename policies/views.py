@@ -220,7 +220,8 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
             next_number=(latest.number + 1) if latest else 1,
             variables=CONDITION_VARIABLES,
             can_save=self.can("policies.add_policyversion"),
-            can_delete=self.can("policies.delete_policy"),
+            can_delete=self.can("policies.delete_policy") and not policy.is_default,
+            default_policy_kept=services.DEFAULT_POLICY_KEPT if policy.is_default else "",
             can_see_decisions=self.can("policies.view_policydecision"),
             approvers=sorted(
                 user.get_username()
@@ -319,7 +320,11 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
     def delete(self, policy: Policy) -> HttpResponse:
         self.require("policies.delete_policy")
         slug = policy.slug
-        services.policy_delete(policy=policy)
+        try:
+            services.policy_delete(policy=policy)
+        except ValidationError as exc:
+            messages.error(self.request, _say(exc))
+            return redirect(self.request.path)
         messages.success(self.request, f"Policy “{slug}” deleted; its rules no longer apply.")
         return redirect(self.url("policies"))
 

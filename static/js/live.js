@@ -206,11 +206,21 @@
           if (!box) return;
           box.innerHTML = html;
           if (window.htmx) window.htmx.process(box);
+          // the end is said once the badge shows the final status too, never beside "Running"
+          if (endPending && !box.querySelector(".live-dot")) {
+            endPending = false;
+            say("ended", "The run has ended: every event is shown.");
+          }
         })
         .catch(function () {})
         .then(function () {
           stateBusy = false;
-          if (stateAgain) {
+          if (endPending && ++endTries > 25) {
+            endPending = false; // the state block cannot be had: say it all the same
+            say("ended", "The run has ended: every event is shown.");
+          }
+          if (stateAgain || endPending) {
+            // more changed meanwhile, or the block fetched predates the run's end
             stateAgain = false;
             scheduleState();
           }
@@ -231,6 +241,8 @@
     });
 
     var ended = false;
+    var endPending = false;
+    var endTries = 0;
     var socket = new LiveSocket({
       url: function () {
         return socketUrl(section.getAttribute("data-live-run"), "after=" + lastSeq());
@@ -245,7 +257,7 @@
         scheduleState();
         if (FINAL_EVENTS.indexOf(message.data && message.data.type) !== -1 && !ended) {
           ended = true;
-          say("ended", "The run has ended: every event is shown.");
+          endPending = true; // announced by the state refresh scheduled above
           window.setTimeout(function () {
             socket.stop();
           }, ENDED_CLOSE_MS);

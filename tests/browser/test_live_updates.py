@@ -93,6 +93,17 @@ def test_run_page_and_runs_list_follow_a_run_without_reload(
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if "after=" in r.url else None)
 
+    # what the status badge said at the moment the page announced the end
+    page.evaluate(
+        """() => {
+            window.badgeAtEnd = null;
+            const status = document.getElementById("live-status");
+            new MutationObserver(() => {
+                if (status.getAttribute("data-live") === "ended" && window.badgeAtEnd === null)
+                    window.badgeAtEnd = document.getElementById("run-status").textContent;
+            }).observe(status, {attributes: true, childList: true, characterData: true});
+        }"""
+    )
     start_celery_worker()
     timeline = page.locator("#timeline-events")
     expect(page.locator("#run-status")).to_contain_text("Succeeded", timeout=RUN_MS)
@@ -100,6 +111,7 @@ def test_run_page_and_runs_list_follow_a_run_without_reload(
     expect(timeline).to_contain_text("Run succeeded")
     expect(page.locator("#progress-text")).to_have_text("3 of 3 steps finished (100%)")
     expect(page.locator("#live-status")).to_have_text("The run has ended: every event is shown.")
+    assert "Succeeded" in page.evaluate("() => window.badgeAtEnd")  # never "ended" beside Running
     finished = orm(lambda: Run.objects.unscoped().get(pk=run_id))
     assert _shown_seqs(page) == list(range(1, finished.event_seq + 1))
     assert still_same_document(page) and polls == [], polls

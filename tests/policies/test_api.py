@@ -534,6 +534,13 @@ class TestPolicyRules:
         assert not UserObjectPermission.objects.filter(object_pk=str(policy.pk)).exists()
         assert not Policy.objects.unscoped().filter(pk=policy.pk).exists()
 
+    def test_the_default_policy_cannot_be_deleted(self, world, api):
+        policy = make_policy(world.acme, slug="default", is_default=True)
+        body = assert_error_shape(api(world.alice, world.acme).delete(policy_url("default")), 400)
+        assert "switch it to log only" in body["errors"][0]["detail"]
+        assert Policy.objects.for_tenant(world.acme).filter(pk=policy.pk).exists()
+        assert not AuditEvent.objects.for_tenant(world.acme).filter(action="policy.delete").exists()
+
 
 # -- decisions ----------------------------------------------------------------------------
 

@@ -507,6 +507,17 @@ class TestPolicyEditor:
             client.get(response["Location"])
         )
 
+    def test_the_default_policy_offers_log_only_not_delete(self, world):
+        policy = make_policy(world.acme, slug="default", is_default=True)
+        client = client_for(world.alice)
+        body = text(client.get(detail_url(policy)))
+        assert "Delete policy" not in body
+        assert "The default policy cannot be deleted" in body and "log only" in body
+        response = client.post(detail_url(policy), {"op": "delete"})
+        assert response.status_code == 302
+        assert Policy.objects.for_tenant(world.acme).filter(pk=policy.pk).exists()
+        assert any("cannot be deleted" in m for m in messages_of(client.get(response["Location"])))
+
     def test_operator_cannot_save_activate_or_delete(self, world):
         policy = make_policy(world.acme)
         save_draft(policy, {"rules": []})
