@@ -315,8 +315,10 @@ class StepPolicy:
         from django.db import transaction
 
         from policies.services import record_decision
+        from runs.engine.runner import lock_run
 
         with transaction.atomic():  # one commit for the decision row, its audit and its event
+            lock_run(self.run.pk)  # the run's row first, the audit chain last: see lock_run
             self._store(request, decision, record_decision)
 
     def _store(self, request: PolicyRequest, decision: Decision, record_decision: Any) -> None:

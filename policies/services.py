@@ -51,6 +51,9 @@ def approval_create(
     has a pending request (its worker died after creating it, and the step ran again),
     that request is returned.
     """
+    from runs.engine.runner import lock_run
+
+    lock_run(run.pk)  # the run's row before the request's and the audit chain's: see lock_run
     if step_run is not None:
         existing = ApprovalRequest.objects.for_tenant(run.tenant_id).filter(
             step_run=step_run, kind=kind, status=ApprovalStatus.PENDING
@@ -147,6 +150,10 @@ def approval_decide(
                     ]
                 }
             )
+    from runs.engine.runner import lock_run
+
+    # the run's row before the request's (deciding resumes the run): see lock_run
+    lock_run(approval.run_id)
     locked = (
         ApprovalRequest.objects.for_tenant(approval.tenant_id)
         .select_for_update(of=("self",))

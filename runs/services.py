@@ -317,7 +317,7 @@ def _create_run(
             "agent": agent.slug if agent else None,
         },
     )
-    Run.objects.select_for_update().get(pk=run.pk)
+    runner.lock_run(run.pk)
     runner.dispatch(runner.advance(run, None))
     return run
 
@@ -325,7 +325,7 @@ def _create_run(
 @transaction.atomic
 def run_cancel(*, run: Run, reason: str = "") -> Run:
     """Cancel a run that has not finished; running steps stop at their next check."""
-    run = Run.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=run.pk)
+    run = runner.lock_run(run.pk)
     if runner.is_terminal(run.status):
         raise ValidationError({"status": f"The run already ended ({run.status})."})
     audit_record(action="run.cancel", target=run, tenant=run.tenant, metadata={"reason": reason})
@@ -336,7 +336,7 @@ def run_cancel(*, run: Run, reason: str = "") -> Run:
 @transaction.atomic
 def run_resume(*, run: Run) -> Run:
     """Resume a failed or timed-out run from its failed steps, reusing earlier outputs."""
-    run = Run.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=run.pk)
+    run = runner.lock_run(run.pk)
     if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
         raise ValidationError(
             {"status": f"Only failed or timed-out runs resume; this one is {run.status}."}

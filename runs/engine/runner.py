@@ -361,7 +361,7 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
             run.status = RunStatus.RUNNING
             emit(run=run, type="run.started", payload={})
         if run.deadline and run.deadline <= now:
-            run = Run.objects.unscoped().select_for_update().get(pk=run.pk)
+            run = lock_run(run.pk)
             if run.status in ACTIVE_RUN:
                 finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
             return None
@@ -537,13 +537,24 @@ def execute_step(step_id: int, worker: str) -> None:
     close_old_connections()
 
 
-def _lock_run(step: StepRun) -> Run:
+def lock_run(run_id: int) -> Run:
+    """Lock a run's row for the current transaction and return it (with its tenant).
+
+    The one lock order, so that cancel, resume, rerun, decisions and finishing steps never
+    deadlock: a transaction that changes a run takes its row FIRST, then its steps, its
+    approvals, and the audit chain last. FOR NO KEY UPDATE: rows that only reference the
+    run (events, steps, decisions, a rerun) do not wait for it, nor it for them.
+    """
     return (
         Run.objects.unscoped()
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .select_related("tenant")
-        .get(pk=step.run_id)
+        .get(pk=run_id)
     )
+
+
+def _lock_run(step: StepRun) -> Run:
+    return lock_run(step.run_id)
 
 
 def _finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]:
@@ -1011,12 +1022,7 @@ def sweep(now: Any = None) -> dict[str, int]:
     overdue = Run.objects.unscoped().filter(status__in=ACTIVE_RUN, deadline__lt=now)[:500]
     for run in overdue:
         with transaction.atomic():
-            run = (
-                Run.objects.unscoped()
-                .select_for_update(of=("self",))
-                .select_related("tenant")
-                .get(pk=run.pk)
-            )
+            run = lock_run(run.pk)
             if run.status in ACTIVE_RUN:
                 finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
                 counts["timed_out"] += 1
