@@ -43,7 +43,9 @@ class Worker:
         concurrency: int = 2,
         pool: str = "prefork",
         extra_env: dict[str, str] | None = None,
+        include: list[str] | None = None,
     ) -> None:
+        """``include``: extra modules the worker imports at start (celery --include)."""
         self.queue = queue
         self.log = ROOT / "test-artifacts" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log"
         self.log.parent.mkdir(exist_ok=True)
@@ -75,6 +77,7 @@ class Worker:
                 "--without-gossip",
                 "-n",
                 f"{queue}@%h",
+                *(["--include", ",".join(include)] if include else []),
             ],
             cwd=ROOT,
             env=env,

@@ -17,6 +17,7 @@ the sweeper re-dispatches queued steps and re-queues running steps whose lease e
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import dataclasses
 import itertools
 import logging
@@ -427,6 +428,48 @@ def _executor_pool() -> concurrent.futures.ThreadPoolExecutor:
         return _pool[1]
 
 
+class StepAbandoned(BaseException):
+    """Raised inside an executor thread still running past its step's timeout, to stop it.
+
+    A BaseException, so an executor's ``except Exception`` cannot swallow it; the executor
+    pool's work item catches it and the thread goes back to the pool.
+    """
+
+
+class _ExecutorThread:
+    """Which pool thread runs one step's executor, so a timeout can stop that thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ident: int | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            self._ident = threading.get_ident()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._ident = None
+
+    def stop(self) -> bool:
+        """Raise ``StepAbandoned`` in the thread if it still runs this step; whether it did.
+
+        Python delivers it at the thread's next bytecode, so pure-Python work (a loop, a
+        parser) stops at once and blocking I/O when it returns. C code holding the
+        interpreter cannot be interrupted by anything in the process: what a tenant can make
+        C code do is bounded where it runs (RE2 regexes, template and calculator limits,
+        no CEL comprehensions).
+        """
+        with self._lock:  # leave() cannot run meanwhile: the thread is still in the step
+            ident, self._ident = self._ident, None
+            if ident is None:
+                return False
+            done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(StepAbandoned)
+            )
+            return done == 1
+
+
 def _usable_connection() -> None:
     if connection.connection is not None and not connection.is_usable():
         connection.close()
@@ -474,17 +517,24 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
         save_state=save_state,
     )
     current = context.current()
+    thread = _ExecutorThread()
 
     def target() -> StepOutcome:
-        _usable_connection()
+        thread.enter()
         token_ctx = context.set_context(
             dataclasses.replace(current, tenant=run.tenant, system=f"worker:{step.claimed_by}")
         )
         try:
+            if abandoned.is_set():  # started only after its timeout (every thread was busy)
+                raise StepCancelled("the step was abandoned after its timeout")
+            _usable_connection()
             if ctx.policy().policy_set.budgets:
                 ctx.policy().step_started()
             return execute(ctx)
         finally:
+            # leave() first: a StepAbandoned sent before it lands in this frame (the Python
+            # call below), never in the pool's code after it
+            thread.leave()
             context.reset_context(token_ctx)
 
     leases.hold(step.pk, token)
@@ -494,6 +544,9 @@ def _run_executor(step: StepRun, token: str) -> StepOutcome:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
             abandoned.set()
+            future.cancel()  # not started yet: it never will
+            if thread.stop():
+                logger.warning("step %s passed its timeout: its executor was stopped", step.pk)
             raise StepFailure(
                 f"the step timed out after {timeout:g} s", code="timeout", retryable=True
             ) from None
