@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from controlplane import context
 from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.roles import ROLE_RANK
+from controlplane.realtime.events import publish_tenant_event
 from controlplane.tenancy.models import Tenant
 from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
 from policies.definition import DEFAULT_DEFINITION, validate_definition
@@ -94,7 +95,16 @@ def approval_create(
                 **({"policy": policy.slug, "rule": rule} if policy is not None else {}),
             },
         )
+    _approvals_changed(run.tenant)
     return approval
+
+
+def _approvals_changed(tenant: Any) -> None:
+    """Tell the tenant's open pages, after commit, that the approvals waiting have changed.
+
+    Only the fact travels: each page asks for its own member's count (it depends on roles).
+    """
+    publish_tenant_event(tenant=tenant, kind="approvals.changed", seq=0, data={})
 
 
 def can_decide(*, access: Any, approval: ApprovalRequest) -> bool:
@@ -218,6 +228,7 @@ def approval_decide(
         tenant=approval.run.tenant,
         after={"status": status, "comment": comment[:500]},
     )
+    _approvals_changed(approval.run.tenant)
     _resume(approval, approve, user, comment, response)
     return approval
 
@@ -249,11 +260,14 @@ def _resume(approval: ApprovalRequest, approve: bool, user: Any, comment: str, r
 
 def approvals_cancel_for_run(*, run: Any) -> int:
     """Pending requests of a run that ended are cancelled (nobody can decide them any more)."""
-    return (
+    cancelled = (
         ApprovalRequest.objects.for_tenant(run.tenant_id)
         .filter(run=run, status=ApprovalStatus.PENDING)
         .update(status=ApprovalStatus.CANCELLED, decided_at=timezone.now())
     )
+    if cancelled:
+        _approvals_changed(run.tenant)
+    return cancelled
 
 
 def approvals_expire(now: Any = None) -> int:

@@ -23,6 +23,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from agents.choices import Risk, Status
@@ -405,6 +406,15 @@ class ApprovalInboxPage(RegistryListPage):
 
     def get_queryset(self):
         return inbox(ApprovalRequest.objects.all())
+
+    def get(self, request, *args, **kwargs):
+        if request.htmx and "nav-count" in request.GET:  # static/js/nav.js: the count alone
+            return TemplateResponse(
+                request,
+                "policies/_nav_count.html",
+                {"waiting": pending_for(self.access).count()},
+            )
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
