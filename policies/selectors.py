@@ -8,6 +8,7 @@ from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from controlplane.rbac.roles import ROLE_RANK
 from policies.choices import ApprovalStatus
+from policies.definition import KnownNames
 from policies.models import ApprovalRequest
 
 
@@ -73,4 +74,22 @@ def with_version_counts(queryset: QuerySet) -> QuerySet:
     return queryset.select_related("active_version").annotate(
         versions_count=Subquery(count, output_field=IntegerField()),
         latest_version=Subquery(latest, output_field=IntegerField()),
+    )
+
+
+def known_names(tenant: Any) -> KnownNames:
+    """The agent and tool slugs and model names a policy of ``tenant`` may name, whatever
+    their status (a disabled tool may be enabled again): models from the providers' model
+    lists and from every agent version's configuration."""
+    from agents.models import Agent, AgentVersion, ProviderConnection, Tool
+
+    models: set[str] = set()
+    for listed in ProviderConnection.objects.for_tenant(tenant).values_list("models", flat=True):
+        models.update(m["name"] for m in listed or () if isinstance(m, dict) and m.get("name"))
+    configured = AgentVersion.objects.for_tenant(tenant).values_list("config__model", flat=True)
+    models.update(m for m in configured.distinct() if isinstance(m, str) and m)
+    return KnownNames(
+        agents=frozenset(Agent.objects.for_tenant(tenant).values_list("slug", flat=True)),
+        tools=frozenset(Tool.objects.for_tenant(tenant).values_list("slug", flat=True)),
+        models=frozenset(models),
     )

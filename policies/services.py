@@ -19,7 +19,7 @@ from controlplane.rbac.roles import ROLE_RANK
 from controlplane.realtime.events import publish_tenant_event
 from controlplane.tenancy.models import Tenant
 from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
-from policies.definition import DEFAULT_DEFINITION, validate_definition
+from policies.definition import DEFAULT_DEFINITION, validate_definition, validate_names
 from policies.models import (
     ApprovalRequest,
     ApprovalVote,
@@ -305,9 +305,18 @@ def approvals_expire(now: Any = None) -> int:
 POLICY_FIELDS = ["slug", "name", "description", "mode"]
 
 
-def validate_policy_definition(definition: Any) -> None:
-    """Raise a ValidationError listing every problem, each under ``definition.<path>``."""
+def validate_policy_definition(definition: Any, *, tenant: Any = None) -> None:
+    """Raise a ValidationError listing every problem, each under ``definition.<path>``.
+
+    With ``tenant``, agent, tool and model names must exist in it (in either mode: a
+    log-only trial of a rule that can never match would preview nothing), so a typo is
+    refused with the close names instead of saving a rule that never fires.
+    """
     errors = validate_definition(definition)
+    if not errors and tenant is not None:
+        from policies.selectors import known_names
+
+        errors = validate_names(definition, known_names(tenant))
     if errors:
         grouped: dict[str, list[str]] = {}
         for error in errors:
@@ -369,7 +378,7 @@ def policy_create(
     policy.full_clean(
         exclude=["tenant", "active_version"], validate_unique=False, validate_constraints=False
     )
-    validate_policy_definition(definition)
+    validate_policy_definition(definition, tenant=tenant)
     policy.save()
     version = _add_version(policy, definition, note or "first version", created_by)
     if activate:
@@ -403,7 +412,7 @@ def policy_save_version(
 ) -> PolicyVersion:
     """Validate and store a new immutable version as a draft (not applied until activated)."""
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
-    validate_policy_definition(definition)
+    validate_policy_definition(definition, tenant=policy.tenant_id)
     version = _add_version(policy, definition, note, created_by)
     audit_record(
         action="policy.version",
