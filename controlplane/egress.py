@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
+import re
 import socket
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +37,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SETTING = "EGRESS_ALLOWED_NETWORKS"
+_EMBEDDED = re.compile(r"an IPv6 form of [^,]+, ")
+logger = logging.getLogger("controlplane.egress")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # RFC 6598 carrier-grade NAT
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address inside IPv6
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
@@ -52,7 +56,10 @@ class EgressRefused(Exception):
         if host == address:
             said = f"{address} is {reason}"
         else:
-            said = f"{host} resolves to {address}, {reason}"
+            # A name's addresses stay out of the message (and go to the log): the message
+            # must not become a way to read the internal DNS.
+            said = f"{host} resolves to {_EMBEDDED.sub('', reason)}"
+            logger.info("egress refused: %s resolves to %s (%s)", host, address, reason)
         self.message = (
             f"Outbound call refused: {said}. Calls to non-public addresses are blocked; an "
             f"operator can allow a network with {SETTING}."

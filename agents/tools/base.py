@@ -207,9 +207,7 @@ def status_line(status: int) -> str:
 
 def egress_error(exc: egress.EgressRefused) -> ToolError:
     """The tool error for a call the egress guard refused (final: retrying cannot help)."""
-    return ToolError(
-        exc.message, code="egress_refused", details={"host": exc.host, "address": exc.address}
-    )
+    return ToolError(exc.message, code="egress_refused", details={"host": exc.host})
 
 
 def no_answer(

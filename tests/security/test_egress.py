@@ -51,9 +51,7 @@ REFUSED = [
         "169.254.169.254 is the link-local cloud metadata address",
         id="metadata",
     ),
-    pytest.param(
-        "localhost", "localhost resolves to 127.0.0.1, a loopback address", id="name-to-loopback"
-    ),
+    pytest.param("localhost", "localhost resolves to a loopback address", id="name-to-loopback"),
 ]
 
 
@@ -511,8 +509,9 @@ def test_a_name_with_one_refused_address_is_refused(settings):
     with pytest.raises(egress.EgressRefused) as caught:
         egress.check_addresses("mixed.example", ["93.184.216.34", "10.0.0.7"])
     assert caught.value.message.startswith(
-        "Outbound call refused: mixed.example resolves to 10.0.0.7, a private-network address."
+        "Outbound call refused: mixed.example resolves to a private-network address."
     )
+    assert "10.0.0.7" not in caught.value.message  # internal DNS is not for tenants to read
 
 
 def test_the_backend_connects_to_the_address_it_checked(settings):
