@@ -7,7 +7,6 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.response import Response
 
 from agents import services
@@ -57,32 +56,32 @@ from controlplane.api.base import (
 )
 from controlplane.api.object_permissions import ObjectPermissionsMixin
 
+DISABLE_NOT_DELETE = 'Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.'
+
 
 class SlugLookup:
-    """Registry objects: addressed by slug; disabled (PATCH status), never deleted."""
+    """Registry objects: addressed by slug; disabled (PATCH status), never deleted.
+
+    DELETE is not routed (nor documented): runs pin versions and audit rows name these
+    objects. Its 405 says what to do instead.
+    """
 
     lookup_field = "slug"
     lookup_value_regex = r"[a-z0-9-]+"
     ordering = "slug"
-
-    def required_permission(self) -> str:
-        if getattr(self, "action", None) == "destroy":  # answered 405 below, for any reader
-            meta = self.model._meta
-            return f"{meta.app_label}.view_{meta.model_name}"
-        return super().required_permission()
-
-    def destroy(self, request, *args, **kwargs):
-        # Runs pin versions and audit rows name these objects: disable instead of deleting.
-        raise MethodNotAllowed(
-            "DELETE",
-            detail='Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.',
-        )
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+    method_not_allowed_hints = {"DELETE": DISABLE_NOT_DELETE}
 
 
 class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
     """Agents and their immutable versions. PATCH edits metadata; publish makes a new version."""
 
     model = Agent
+    http_method_names = ["get", "post", "patch", "head", "options"]  # no PUT: PATCH edits
+    method_not_allowed_hints = {
+        "DELETE": DISABLE_NOT_DELETE,
+        "PUT": "Edit an agent with PATCH; POST .../publish/ makes a new version.",
+    }
     serializer_class = AgentSerializer
     filterset_class = AgentFilterSet
     allow_object_grants = True
@@ -119,11 +118,6 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         serializer.is_valid(raise_exception=True)
         agent = services.agent_update(agent=agent, **serializer.validated_data)
         return Response(AgentSerializer(agent, context=self.get_serializer_context()).data)
-
-    def update(self, request, *args, **kwargs):
-        if not kwargs.get("partial"):
-            return self.http_method_not_allowed(request)
-        return super().update(request, *args, **kwargs)
 
     @extend_schema(responses=AgentVersionSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)

@@ -45,6 +45,8 @@ class TenantScopedViewMixin:
     # allow django-guardian object grants to satisfy object actions
     allow_object_grants = False
     tenant_url_kwarg = "tenant"
+    # what to do instead of a method the resource does not route, e.g. {"DELETE": "..."}
+    method_not_allowed_hints: dict[str, str] = {}
     model = None  # the tenant-scoped model served; subclasses must set it
 
     @cached_property
@@ -68,19 +70,27 @@ class TenantScopedViewMixin:
         return self.access.tenant
 
     def required_permission(self) -> str:
+        if self.request.method.lower() not in self.http_method_names:
+            # a method the resource does not route (nor document) is a 405 for every member,
+            # before its permission is looked up: a permission nobody holds would make it 403
+            self.http_method_not_allowed(self.request)
         action = getattr(self, "action", None) or self.request.method.lower()
         if action in self.action_permissions:
             return self.action_permissions[action]
         verb = _DEFAULT_ACTION_VERBS.get(action)
         if verb is None and not hasattr(self, self.request.method.lower()):
             # e.g. POST to a read-only resource: answer 405, not a configuration error (500)
-            raise exceptions.MethodNotAllowed(self.request.method)
+            self.http_method_not_allowed(self.request)
         if verb is None:
             raise ImproperlyConfigured(
                 f"{type(self).__name__}.{action} has no permission: add it to action_permissions."
             )
         model = self.get_model()
         return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        hint = self.method_not_allowed_hints.get(request.method)
+        raise exceptions.MethodNotAllowed(request.method, detail=hint)
 
     def get_model(self):
         return self.model

@@ -60,6 +60,8 @@ class ObjectPermissionsMixin:
         methods=["get", "post", "delete"],
         url_path="permissions",
         pagination_class=None,
+        # its own: registry viewsets route no DELETE on the object itself
+        http_method_names=["get", "post", "delete", "head", "options"],
     )
     def permissions(self, request, *args, **kwargs):
         obj = self.get_object()

@@ -1,5 +1,6 @@
 """OpenAPI descriptions of our authentication classes and error responses (loaded by the api
-app)."""
+app). The view serving the schema is in ``schema_view`` (importing DRF views here would be
+circular: they load ``AutoSchema`` from this module)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_standardized_errors.handler import exception_handler as standardized_errors_handler
@@ -44,6 +45,27 @@ class ErrorResponse400Serializer(serializers.Serializer):
     errors = _ErrorSerializer(many=True)
 
 
+class _RequestTooLargeErrorSerializer(_ErrorSerializer):
+    code = serializers.ChoiceField(choices=["request_too_large"])
+
+
+class ErrorResponse413Serializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["client_error"])
+    errors = _RequestTooLargeErrorSerializer(many=True)
+
+
+class _DatabaseUnavailableErrorSerializer(_ErrorSerializer):
+    code = serializers.ChoiceField(choices=["database_unavailable"])
+
+
+class ErrorResponse503Serializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["server_error"])
+    errors = _DatabaseUnavailableErrorSerializer(many=True)
+
+
+_EXTRA_ERRORS = {"413": ErrorResponse413Serializer, "503": ErrorResponse503Serializer}
+
+
 class AutoSchema(StandardizedErrorsAutoSchema):
     """drf-standardized-errors' schema, with the error responses our handler answers.
 
@@ -54,9 +76,21 @@ class AutoSchema(StandardizedErrorsAutoSchema):
     (``Idempotency-Key``), which a per-serializer enumeration of fields would not admit.
     """
 
+    def _get_allowed_error_status_codes(self) -> list[str]:
+        return [*super()._get_allowed_error_status_codes(), *_EXTRA_ERRORS]
+
     def _should_add_error_response(self, responses: dict, status_code: str) -> bool:
         if self.view.get_exception_handler() is not project_exception_handler:
             return False
+        if status_code in responses:
+            return False
+        # Answered by any operation: a NUL in any query parameter is a 400
+        # (QueryStringMiddleware), a lost database a 503 (DatabaseUnavailableMiddleware); a
+        # body over MAX_REQUEST_BODY_BYTES is a 413 wherever there is a body.
+        if status_code in ("400", "503"):
+            return True
+        if status_code == "413":
+            return self.method in ("POST", "PUT", "PATCH")
         self.view.get_exception_handler = lambda: standardized_errors_handler
         try:
             return super()._should_add_error_response(responses, status_code)
@@ -66,4 +100,6 @@ class AutoSchema(StandardizedErrorsAutoSchema):
     def _get_error_response_serializer(self, status_code: str):
         if status_code == "400":
             return ErrorResponse400Serializer
+        if status_code in _EXTRA_ERRORS:
+            return _EXTRA_ERRORS[status_code]
         return super()._get_error_response_serializer(status_code)

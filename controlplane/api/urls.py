@@ -1,17 +1,14 @@
 """Every route of the REST API. Apps contribute their routers here."""
 
 from django.urls import include, path
-from drf_spectacular.views import (
-    SpectacularAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerSplitView,
-)
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from agents.api.urls import register as register_registry
+from controlplane.api.schema_view import SchemaView
 from controlplane.api.views import ApiTokenViewSet
 from controlplane.audit.api.views import AuditEventViewSet
-from controlplane.tenancy.api.views import MembershipViewSet, MyTenantsView
+from controlplane.tenancy.api.views import InvitationViewSet, MembershipViewSet, MyTenantsView
 from policies.api.views import (
     ApprovalViewSet,
     PolicyDecisionViewSet,
@@ -22,6 +19,7 @@ from runs.api.views import RunViewSet, WorkflowViewSet, workflow_definition_sche
 
 tenant_router = SimpleRouter(trailing_slash=True)
 tenant_router.register("members", MembershipViewSet, basename="member")
+tenant_router.register("invitations", InvitationViewSet, basename="invitation")
 tenant_router.register("tokens", ApiTokenViewSet, basename="token")
 tenant_router.register("audit-events", AuditEventViewSet, basename="audit-event")
 register_registry(tenant_router)
@@ -45,7 +43,7 @@ urlpatterns = [
         policy_definition_schema,
         name="policy-definition-schema",
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", SchemaView.as_view(), name="schema"),
     # the split view serves its start-up script as a file, so the CSP needs no inline script
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),

@@ -49,7 +49,11 @@ class WorkflowViewSet(TenantViewSet):
     lookup_field = "slug"
     lookup_value_regex = r"[a-z0-9-]+"
     ordering = "slug"
+    # never deleted: runs pin its versions; disabled with PATCH {"status": "disabled"}
     http_method_names = ["get", "post", "patch", "head", "options"]
+    method_not_allowed_hints = {
+        "DELETE": 'Workflows are disabled, not deleted: PATCH {"status": "disabled"}.'
+    }
     action_permissions = {
         "publish": "runs.change_workflow",
         "versions": "runs.view_workflow",
@@ -248,13 +252,15 @@ class RunViewSet(TenantViewSet):
     @extend_schema(request=RunRerunSerializer, responses={201: RunSerializer})
     @action(detail=True, methods=["post"])
     def rerun(self, request, *args, **kwargs):
-        """Start a new run of the same definition, with the same or an edited input."""
+        """Start a new run of the same definition, with the same or an edited input, and the
+        agent versions the run pinned (``versions: same``, default) or the current ones."""
         serializer = RunRerunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         rerun = services.run_rerun(
             run=self.get_object(),
             input=serializer.validated_data.get("input"),
             created_by=request.user,
+            versions=serializer.validated_data["versions"],
         )
         return Response(RunSerializer(rerun).data, status=status.HTTP_201_CREATED)
 

@@ -60,6 +60,8 @@ from tests.test_tenant_matrix import Objects
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "8"))
 SEED = 20261122
+STATEFUL_SCENARIOS = int(os.environ.get("SCHEMATHESIS_STATEFUL_SCENARIOS", "15"))
+STATEFUL_STEPS = 6
 SCHEMA_URL = "/api/v1/schema/?format=json"
 CHECKS = [
     not_a_server_error,
@@ -146,7 +148,9 @@ def offline():
         yield
 
 
-def _config(role: str, token: str, dictionaries: dict, operations: list) -> schemathesis.Config:
+def _config(
+    role: str, token: str, dictionaries: dict, operations: list, *, stateful: bool = False
+) -> schemathesis.Config:
     # A viewer is refused every write whatever its body, so its run skips the boundary-value
     # ("coverage") cases, which are mostly request bodies, and samples fewer examples.
     owner = role == "owner"
@@ -168,7 +172,8 @@ def _config(role: str, token: str, dictionaries: dict, operations: list) -> sche
                 "with-security-parameters": False,
             },
             "phases": {
-                "stateful": {"enabled": False},
+                # links inferred from the schema (dependency analysis): see the stateful test
+                "stateful": {"enabled": stateful, "max-steps": STATEFUL_STEPS},
                 # boundary cases of valid input (every optional field, each enum value, limits):
                 # they reach the services; fuzzing adds invalid input at random
                 "coverage": {"enabled": owner, "generation": {"mode": "positive"}},
@@ -177,9 +182,9 @@ def _config(role: str, token: str, dictionaries: dict, operations: list) -> sche
     )
 
 
-def load_schema(world, role: str, token: str):
+def load_schema(world, role: str, token: str, *, objects=None, stateful: bool = False):
     """The served schema, with the tenant's objects as path parameter dictionaries."""
-    objects = Objects(world)
+    objects = objects or Objects(world)
     dictionaries, operations = {}, []
     for regex, parameters in PATH_OBJECTS:
         bindings = {}
@@ -189,7 +194,9 @@ def load_schema(world, role: str, token: str):
             bindings[f"path.{parameter}"] = {"dictionary": name, "probability": 0.8}
         operations.append({"include-path-regex": regex, "parameters": bindings})
     return schemathesis.openapi.from_wsgi(
-        SCHEMA_URL, InProcessWSGI(), config=_config(role, token, dictionaries, operations)
+        SCHEMA_URL,
+        InProcessWSGI(),
+        config=_config(role, token, dictionaries, operations, stateful=stateful),
     )
 
 
@@ -293,3 +300,96 @@ def test_every_tenant_operation_requires_authentication(world):
         "/api/v1/tenants/",
     ], others
     assert client.get("/api/v1/tenants/").status_code == 401
+
+
+# stateful phase ------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_api_conforms_in_stateful_sequences(world, offline):
+    """Schemathesis' stateful phase: sequences of calls chained through the links it infers
+    from the schema (a created object's slug or id fed to its detail routes and actions), as
+    the owner, with every check above on every response. Bounded: a fixed number of scenarios
+    of a few steps each, derandomized."""
+    import hypothesis
+
+    token = make_token(world.acme, world.alice)
+    headers = {"Authorization": f"Bearer {token}"}
+    schema = load_schema(world, "owner", token, stateful=True)
+    machine = schema.as_state_machine()
+    assert schema.statistic.transitions.selected > 50  # links inferred between operations
+
+    class Scenario(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": headers}
+
+        def validate_response(self, response, case, **kwargs):
+            case.validate_response(response, checks=CHECKS, headers=headers)
+
+    Scenario.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[hypothesis.Phase.generate],
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
+    assert schema.app.calls >= STATEFUL_SCENARIOS
+
+
+# the input limits, against the documented responses ----------------------------------------
+@pytest.mark.django_db
+def test_input_limit_answers_are_documented(world, offline):
+    """A NUL character, a body over the limit and JSON nested past the limit, sent to every
+    operation that takes a body (and a NUL query parameter to every operation): each answer
+    is a 4xx the schema documents for the operation, in its documented shape."""
+    from schemathesis.core.result import Ok
+
+    token = make_token(world.acme, world.alice)
+    headers = {"Authorization": f"Bearer {token}"}
+    objects = Objects(world)
+    schema = load_schema(world, "owner", token, objects=objects)
+    failures, sent = [], 0
+    for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            continue
+        operation = result.ok()
+        path_parameters = {"tenant": "acme"}
+        for regex, parameters in PATH_OBJECTS:
+            if re.search(regex, operation.path):
+                for name, (kind, key) in parameters.items():
+                    path_parameters[name] = objects.keys(kind, world.acme)[key]
+                break
+        for name in re.findall(r"\{(\w+)\}", operation.path):  # routes without objects here
+            path_parameters.setdefault(name, "1" if name in ("id", "seq", "number") else "none")
+        bodies = [None]
+        if operation.method.upper() in ("POST", "PUT", "PATCH") and operation.body:
+            bodies = [
+                {"name": "\u0000"},
+                "[" * 5000 + "]" * 5000,
+                {"input": "a" * (3 * 2**20)},
+            ]
+        for body in bodies:
+            kwargs = {"path_parameters": path_parameters, "query": {"q\u0000": "1"}}
+            if body is not None:
+                kwargs = {"path_parameters": path_parameters}
+                if isinstance(body, str):
+                    kwargs["body"], kwargs["media_type"] = body, "application/json"
+                else:
+                    kwargs["body"] = body
+            case = operation.Case(**kwargs)
+            response = case.call(headers=headers)
+            sent += 1
+            expected = 400 if body is None or not isinstance(body, dict) or "name" in body else 413
+            try:
+                assert response.status_code == expected, (response.status_code, response.text[:300])
+                case.validate_response(
+                    response,
+                    checks=[status_code_conformance, response_schema_conformance],
+                    headers=headers,
+                )
+            except (Exception, BaseExceptionGroup) as exc:
+                failures.append(f"{operation.label} {str(body)[:30]!r}: {describe(exc)}")
+    assert sent > 100, sent
+    assert not failures, f"{len(failures)} failed:\n\n" + "\n\n".join(failures)
