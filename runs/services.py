@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from agents.choices import Status
 from agents.models import Agent
@@ -156,9 +157,14 @@ def single_agent_definition(agent: Agent) -> dict[str, Any]:
 def _check_input(schema: dict, data: Any) -> None:
     if not schema:
         return
-    errors = sorted(
-        Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path)
-    )
+    try:
+        errors = sorted(
+            Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path)
+        )
+    except SchemaError as exc:  # e.g. a pattern saved before patterns were checked
+        raise ValidationError(
+            {"input": [f"The workflow's input schema cannot be used: {exc}"]}
+        ) from None
     if errors:
         grouped: dict[str, list[str]] = {}
         for error in errors:

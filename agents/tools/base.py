@@ -152,6 +152,10 @@ def validate_schema(schema: Any, *, require_object: bool = False) -> list[str]:
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     errors = sorted(meta.iter_errors(schema), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [f"{json_path(e.absolute_path)}: {e.message}" for e in errors[:MAX_ERRORS_REPORTED]]
+    if not problems:
+        from runs.engine.patterns import schema_pattern_problems  # pure: RE2 pattern checks
+
+        problems = [f"{path}: {message}" for path, message in schema_pattern_problems(schema)]
     if not problems and require_object:
         declared = schema.get("type")
         types = declared if isinstance(declared, list) else [declared]

@@ -14,13 +14,11 @@ string ``value`` or a key of the object ``value``), ``contains`` (the reverse: t
 false), ``exists`` and ``missing``. A path that does not resolve makes every op false except
 ``missing``; a ``null`` value does exist.
 
-Patterns come from tenants, so they run on RE2 (``google-re2``), whose matching time is linear
-in the text: no backtracking pattern such as ``(a+)+$`` can hold a worker. RE2 has no
-backreferences (``\\1``), lookaround (``(?=``, ``(?!``, ``(?<=``, ``(?<!``), atomic groups or
-possessive repeats; such patterns, and patterns longer than ``MAX_PATTERN_LENGTH`` or compiling
-to more than ``MAX_PATTERN_PROGRAM`` instructions, are refused when the workflow is saved.
-``matches`` reads text of at most ``MAX_MATCH_TEXT`` characters; a longer value fails the step
-with an error naming the limit (so the worst case, measured, stays in milliseconds).
+Patterns come from tenants, so they run on RE2 (``runs.engine.patterns``), whose matching time
+is linear in the text: no backtracking pattern such as ``(a+)+$`` can hold a worker. Patterns
+RE2 lacks features for (backreferences, lookaround), too long or too complex are refused when
+the workflow is saved; ``matches`` reads text of at most ``MAX_MATCH_TEXT`` characters, and a
+longer value fails the step with an error naming the limit.
 """
 
 from __future__ import annotations
@@ -30,7 +28,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-import re2
+from runs.engine.patterns import (  # noqa: F401 (re-exported)
+    MAX_MATCH_TEXT,
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERN_PROGRAM,
+    PatternError,
+    compile_pattern,
+)
 
 OPS = (
     "eq",
@@ -48,12 +52,6 @@ OPS = (
 )
 VALUELESS_OPS = frozenset({"exists", "missing"})
 
-MAX_PATTERN_LENGTH = 1000  # characters of a ``matches`` pattern
-MAX_PATTERN_PROGRAM = 1000  # RE2 program size; beyond ~1,600 a search can fall off the DFA
-MAX_MATCH_TEXT = 100_000  # characters ``matches`` reads
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is a user error, not a log line
 
 PATH_PATTERN = r"^[^.\[\]\s]+(?:\.[^.\[\]\s]+|\[-?[0-9]+\])*$"
 _SEGMENT = re.compile(r"\.?([^.\[\]\s]+)|\[(-?[0-9]+)\]")
@@ -205,46 +203,12 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
     return actual <= expected
 
 
-_RE2_MISSING = (
-    "RE2 has no backreferences (\\1), lookahead or lookbehind ((?=, (?!, (?<=, (?<!), atomic "
-    "groups or possessive repeats"
-)
-
-
 @lru_cache(maxsize=512)
 def _regex(pattern: str) -> Any:
-    """The compiled RE2 pattern; ``ConditionError`` saying what to change when it is refused."""
-    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise ConditionError(
-            f"The regular expression {shown!r} is {len(pattern)} characters long: the limit is "
-            f"{MAX_PATTERN_LENGTH}."
-        )
     try:
-        compiled = re2.compile(pattern, _RE2_OPTIONS)
-    except re2.error as exc:
-        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        if _python_accepts(pattern):
-            raise ConditionError(
-                f"The regular expression {shown!r} uses a feature RE2 does not have ({reason}): "
-                f"{_RE2_MISSING}."
-            ) from None
-        raise ConditionError(f"Invalid regular expression {shown!r}: {reason}.") from None
-    if compiled.programsize > MAX_PATTERN_PROGRAM:
-        raise ConditionError(
-            f"The regular expression {shown!r} is too complex ({compiled.programsize} RE2 "
-            f"instructions, the limit is {MAX_PATTERN_PROGRAM}): use fewer or shorter repeats."
-        )
-    return compiled
-
-
-def _python_accepts(pattern: str) -> bool:
-    # Only compiled, never run: tells "valid but unsupported by RE2" from "not a regex".
-    try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
-        return False
-    return True
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise ConditionError(str(exc)) from None
 
 
 def _search(pattern: str, text: str, path: str) -> bool:

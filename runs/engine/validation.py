@@ -20,8 +20,10 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from runs.engine import conditions, templating
+from runs.engine import conditions, patterns, templating
 from runs.engine.definition import STEP_TYPES, Definition
+
+patterns.install_in_jsonschema()  # input schemas' patterns run on RE2 here too (no Django)
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$"
@@ -1053,6 +1055,9 @@ def _check_input(data: Mapping[str, Any], out: _Errors) -> None:
     broken = False
     for error in _META_VALIDATOR.iter_errors(schema):
         out.add(_path("input_schema", error.absolute_path), error.message)
+        broken = True
+    for where, message in patterns.schema_pattern_problems(schema, "input_schema"):
+        out.add(where, message)
         broken = True
     if broken or "example_input" not in data:
         return
