@@ -72,6 +72,9 @@ class Run(TenantScopedModel):
 
     ``definition`` is the exact definition executed (copied from the version, or
     synthesised for a single-agent run), so a run is reproducible after edits.
+    ``agent_versions`` pins, when the run starts, the version of every agent the definition
+    names (``{slug: AgentVersion id}``): a later step runs the version pinned, not the one
+    published since; a resume keeps the pins, a rerun chooses same or current versions.
     ``event_seq`` is the last RunEvent number: events are gapless per run.
     """
 
@@ -85,6 +88,7 @@ class Run(TenantScopedModel):
         "agents.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     definition = models.JSONField()
+    agent_versions = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )

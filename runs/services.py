@@ -21,6 +21,7 @@ from runs.engine import runner
 from runs.engine.definition import parse_definition
 from runs.events import emit
 from runs.models import Run, StepRun, Workflow, WorkflowVersion
+from runs.pins import VERSION_CHOICES, pin_agent_versions
 from runs.selectors import registry_view
 
 WORKFLOW_FIELDS = ["slug", "name", "description", "tags", "status"]
@@ -298,6 +299,7 @@ def _create_run(
         workflow_version=version,
         agent=agent,
         definition=definition,
+        agent_versions=pin_agent_versions(tenant=tenant, definition=definition),
         input=input,
         created_by=created_by,
         idempotency_key=idempotency_key,
@@ -386,8 +388,16 @@ def run_resume(*, run: Run) -> Run:
     return run
 
 
-def run_rerun(*, run: Run, input: Any = None, created_by: Any = None) -> Run:
-    """Start a new run of the same definition with the same or an edited input."""
+def run_rerun(
+    *, run: Run, input: Any = None, created_by: Any = None, versions: str = "same"
+) -> Run:
+    """Start a new run of the same definition with the same or an edited input.
+
+    ``versions`` "same" runs the agent versions the first run pinned (agents it did not
+    pin get their current version); "current" pins the versions current now.
+    """
+    if versions not in VERSION_CHOICES:
+        raise ValidationError({"versions": "Choose 'same' or 'current'."})
     new_input = run.input if input is None else input
     with transaction.atomic():
         _check_input(run.definition.get("input_schema") or {}, new_input)
@@ -397,6 +407,11 @@ def run_rerun(*, run: Run, input: Any = None, created_by: Any = None) -> Run:
             workflow_version=run.workflow_version,
             agent=run.agent,
             definition=run.definition,
+            agent_versions=pin_agent_versions(
+                tenant=run.tenant,
+                definition=run.definition,
+                keep=run.agent_versions if versions == "same" else None,
+            ),
             input=new_input,
             created_by=created_by,
             rerun_of=run,
@@ -412,7 +427,11 @@ def run_rerun(*, run: Run, input: Any = None, created_by: Any = None) -> Run:
             action="run.rerun",
             target=rerun,
             tenant=run.tenant,
-            metadata={"rerun_of": run.pk, "input_changed": input is not None},
+            metadata={
+                "rerun_of": run.pk,
+                "input_changed": input is not None,
+                "versions": versions,
+            },
         )
         runner.dispatch(runner.advance(rerun, None))
     return rerun

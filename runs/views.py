@@ -48,6 +48,7 @@ from runs.forms import (
     definition_example,
 )
 from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+from runs.pins import VERSION_CHOICES, pinned_versions
 from runs.presenters import ACTIVE_RUN_STATUSES, event_line, progress_of, step_graph, step_rows
 from runs.selectors import with_finished_steps
 
@@ -379,9 +380,12 @@ class RunDetailPage(OperationsMixin, RegistryObjectPage):
             output_json=pretty(run.output) if run.output is not None else "",
             can_rerun=can_rerun,
             subject=run.workflow.slug if run.workflow else (run.agent.slug if run.agent else ""),
+            agent_versions=pinned_versions(run),
         )
         if can_rerun:
             data["rerun_form"] = kwargs.get("rerun_form") or self.rerun_form()
+            data["rerun_versions"] = kwargs.get("rerun_versions", "same")
+            data["rerun_versions_error"] = kwargs.get("rerun_versions_error", "")
         return data
 
     def live(self, after: int) -> HttpResponse:
@@ -445,20 +449,30 @@ class RunDetailPage(OperationsMixin, RegistryObjectPage):
     def rerun(self, run: Run) -> HttpResponse:
         self.require("runs.resume_run")
         form = self.rerun_form(self.request.POST)
+        versions = self.request.POST.get("versions") or "same"
+        if versions not in VERSION_CHOICES:
+            return self.invalid(
+                rerun_form=form,
+                rerun_versions_error="Choose the same agent versions or the current ones.",
+            )
         if not form.is_valid():
-            return self.invalid(rerun_form=form)
+            return self.invalid(rerun_form=form, rerun_versions=versions)
         value = form.value()
         try:
             rerun = services.run_rerun(
                 run=run,
                 input=None if value == run.input else value,
                 created_by=self.request.user,
+                versions=versions,
             )
         except ValidationError as exc:
             form.add_service_errors(exc)
-            return self.invalid(rerun_form=form)
+            return self.invalid(rerun_form=form, rerun_versions=versions)
         changed = "the same input" if value == run.input else "edited input"
-        messages.success(self.request, f"Run #{rerun.pk} started: #{run.pk} again, with {changed}.")
+        which = "the same agent versions" if versions == "same" else "current agent versions"
+        messages.success(
+            self.request, f"Run #{rerun.pk} started: #{run.pk} again, with {changed} and {which}."
+        )
         return redirect(self.url("run-detail", pk=rerun.pk))
 
 

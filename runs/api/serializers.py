@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.choices import Status
 from controlplane.tenancy.models import slug_validator
 from runs.choices import RunStatus
 from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+from runs.pins import pinned_versions
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -105,6 +107,20 @@ class RunStartSerializer(serializers.Serializer):
 
 class RunRerunSerializer(serializers.Serializer):
     input = serializers.JSONField(required=False, help_text="Omit to reuse the run's input.")
+    versions = serializers.ChoiceField(
+        choices=[("same", "same"), ("current", "current")],
+        default="same",
+        help_text="same: the agent versions the run pinned when it started (default); "
+        "current: the agents' current versions.",
+    )
+
+
+class PinnedAgentVersionSerializer(serializers.Serializer):
+    """One agent version a run pinned when it started."""
+
+    agent = serializers.CharField(source="slug")
+    version = serializers.IntegerField(source="number", allow_null=True)
+    current = serializers.BooleanField(help_text="Still the agent's current version.")
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -208,10 +224,17 @@ class RunSerializer(serializers.ModelSerializer):
 class RunDetailSerializer(RunSerializer):
     steps = serializers.SerializerMethodField()
     definition = serializers.JSONField(read_only=True)
+    agent_versions = serializers.SerializerMethodField(
+        help_text="The agent versions the run pinned when it started: its steps run these."
+    )
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "definition", "steps"]
+        fields = [*RunSerializer.Meta.fields, "definition", "agent_versions", "steps"]
         read_only_fields = fields
+
+    @extend_schema_field(PinnedAgentVersionSerializer(many=True))
+    def get_agent_versions(self, obj) -> list[dict]:
+        return PinnedAgentVersionSerializer(pinned_versions(obj), many=True).data
 
     def get_steps(self, obj) -> list[dict]:
         steps = StepRun.objects.unscoped().filter(run=obj).select_related("agent_version")

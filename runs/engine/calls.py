@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.models import Agent, AgentVersion
+from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
 
 
@@ -105,3 +106,32 @@ class AgentResult:
     route: str | None = None
     handoff_to: str | None = None
     context_updates: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def authorize_invocation(call: AgentCall) -> Decision:
+    """Ask the decision point whether ``call.agent`` may run (action ``invoke_agent``).
+
+    The one policy check of an agent invocation, for every kind (llm, http, router, human):
+    ``runs.engine.executors.agents.invoke`` calls it before it dispatches on the kind, and
+    every step type runs its agents through ``invoke`` (manager supervisors, delegates and
+    handoff agents included). The decision is recorded by ``call.policy`` (a
+    ``policy.decision`` event); a refusal raises ``StepFailure(code="policy_denied")``.
+    """
+    agent = call.agent
+    request = PolicyRequest(
+        tenant_id=call.tenant.pk,
+        action="invoke_agent",
+        agent=agent.slug,
+        agent_tags=tuple(agent.tags or ()),
+        run_id=call.run_id,
+        run_input=call.run_input,
+    )
+    decision = call.policy(request)
+    if decision.allowed:
+        return decision
+    verb = "requires an approval for" if decision.effect == Effect.REQUIRE_APPROVAL else "denied"
+    raise StepFailure(
+        f"A policy {verb} invoking agent '{agent.slug}': {decision.reason}",
+        code="policy_denied",
+        details={"effect": decision.effect, "rule": decision.rule, "action": request.action},
+    )

@@ -4,8 +4,8 @@
 adapter comes from the agent's provider (the official ``openai`` / ``anthropic`` SDKs,
 or the offline simulator), so this module never speaks a wire format. Every model call
 and every tool call is an event (``model.call``, ``tool.call``) with tokens, cost and
-latency; every agent invocation, model call and registry tool call passes the policy
-decision point first.
+latency; every model call and tool call passes the policy decision point first (the
+invocation itself was checked by the runner's ``invoke``, see ``authorize_invocation``).
 
 Tools offered to the model, in this order: the version's pinned registry tools (active
 ones of the call's tenant), the call's ``extra_tools`` (delegation, handoff), and four
@@ -92,9 +92,10 @@ def run_llm_agent(call: AgentCall) -> AgentResult:
       their system turns (a handoff's conversation so far), then one user turn with
       ``call.input`` (a string as is, anything else as pretty JSON; omitted when
       ``call.messages`` is given and ``call.input`` is None).
-    * ``policy(invoke_agent)`` is asked once before anything else and
-      ``policy(call_model)`` before every model call; a non-allow fails the step with
-      code ``policy_denied``. ``check_cancel`` runs before every model and tool call.
+    * ``policy(call_model)`` is asked before every model call; a non-allow fails the step
+      with code ``policy_denied``. ``policy(invoke_agent)`` is not asked here: the caller
+      (``invoke`` in ``runs.engine.executors.agents``, the one gate for every agent kind)
+      asked it. ``check_cancel`` runs before every model and tool call.
     * Every model call emits ``model.call`` (a failed one ``model.error``); every tool
       call emits ``tool.call``. Tokens and cost in the result are the sums over this
       invocation's model calls.
@@ -247,9 +248,6 @@ class _AgentLoop:
             raise self.config_error(
                 f"Agent '{self.slug}' is of kind '{call.agent.kind}', not an llm agent."
             )
-        self.require_allowed(
-            self.request("invoke_agent"), f"invoking agent '{self.slug}'", code="policy_denied"
-        )
         if not self.model:
             raise self.config_error(f"Agent '{self.slug}' names no model in its configuration.")
         provider = self.provider()

@@ -4,6 +4,10 @@
 (``delegate_to_<slug>``) and calls them like any other tool; the runner's ``invoke``
 runs the delegate (whatever its kind) and its output becomes the tool result.
 
+Every agent of these steps (supervisor, delegates, each agent of a handoff chain) runs
+through the ``invoke`` callable the runner passes in, which asks the policy decision point
+(``invoke_agent``) before anything runs: no agent here starts without that check.
+
 ``run_handoff``: the active agent sees a ``handoff_to_<slug>`` tool for every other agent
 of the step; calling one passes control and the conversation so far to that agent, which
 continues under its own system prompt. The last agent's answer is the step's output.
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agents.tools.base import ToolError
 from policies.decision import PolicyRequest
 from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
-from runs.engine.llm import bounded, decision_error, run_llm_agent
+from runs.engine.llm import bounded, decision_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -164,6 +168,7 @@ def run_manager(
     * A delegate's non-retryable ``StepFailure`` becomes a tool error the supervisor can
       work around; a retryable one (provider outage, timeout) and ``StepCancelled`` fail
       the step, so its retry policy applies.
+    * The supervisor itself runs through ``invoke`` too (with the delegate tools added).
     * The result is the supervisor's, with tokens and cost summed over the supervisor and
       every delegate, and ``context_updates`` holding every run-context key set by any of
       them (latest value).
@@ -259,7 +264,7 @@ def run_manager(
         )
         for agent, version in delegates
     ]
-    result = run_llm_agent(dataclasses.replace(call, extra_tools=[*call.extra_tools, *tools]))
+    result = invoke(dataclasses.replace(call, extra_tools=[*call.extra_tools, *tools]))
     totals.add(result)
     return dataclasses.replace(
         result,
@@ -279,13 +284,14 @@ def run_handoff(
     start: str,
     max_handoffs: int,
     *,
+    invoke: Callable[[AgentCall], AgentResult],
     memory_for: Callable[[Agent], dict[str, Any]] | None = None,
 ) -> AgentResult:
     """Run agent ``start`` on ``call.input``; let agents hand the conversation to each other.
 
     Guarantees:
 
-    * The active agent runs through ``run_llm_agent`` with ``handoff_to_<slug>`` tools
+    * The active agent runs through ``invoke`` with ``handoff_to_<slug>`` tools
       (``{"reason"}``) for every other agent of ``agents``. Calling one asks
       ``policy(action="delegate", agent=<target>)`` first; a refusal is a tool error.
     * On a handoff, ``agent.handoff`` ``{from, to, reason, number}`` is emitted and the
@@ -338,7 +344,7 @@ def run_handoff(
             messages=conversation,
             extra_tools=[*call.extra_tools, *tools],
         )
-        result = run_llm_agent(child)
+        result = invoke(child)
         totals.add(result)
         if result.handoff_to is None:
             return dataclasses.replace(

@@ -1146,9 +1146,13 @@ class TestRunDetail:
         assert acme_audit("run.rerun").get().metadata == {
             "rerun_of": run.pk,
             "input_changed": True,
+            "versions": "same",
         }
         page = client.get(response["Location"])
-        assert f"Run #{rerun.pk} started: #{run.pk} again, with edited input." in messages_of(page)
+        assert (
+            f"Run #{rerun.pk} started: #{run.pk} again, with edited input and the same agent "
+            "versions." in messages_of(page)
+        )
         assert f'rerun of <a href="/t/acme/runs/{run.pk}/">#{run.pk}</a>' in text(page)
 
     def test_a_single_agent_run_reruns_with_json_input(self, world):

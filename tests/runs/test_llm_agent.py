@@ -21,7 +21,13 @@ from agents.models import Ticket
 from agents.providers.base import Message, cost_usd
 from controlplane import context
 from policies.decision import Decision, PolicyRequest, decide
-from runs.engine.calls import AgentCall, AgentResult, StepCancelled, StepFailure
+from runs.engine.calls import (
+    AgentCall,
+    AgentResult,
+    StepCancelled,
+    StepFailure,
+    authorize_invocation,
+)
 from runs.engine.llm import ENGINE_TOOL_NAMES, messages_to_json, run_llm_agent
 from runs.engine.orchestration import run_handoff, run_manager
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
@@ -112,6 +118,12 @@ def make_call(
         deadline=deadline,
     )
     return call, harness
+
+
+def invoke_llm(call: AgentCall) -> AgentResult:
+    """What the runner's ``invoke`` does for an llm agent: the policy gate, then the loop."""
+    authorize_invocation(call)
+    return run_llm_agent(call)
 
 
 def deny(action: str, effect: str = "deny", reason: str = "frozen by the test"):
@@ -206,7 +218,7 @@ def test_plain_answer_simulated_records_usage_cost_and_policy(in_tenant, sim):
     agent = sim_agent(in_tenant, "helper", "You help customers.")
     call, h = make_call(in_tenant, agent, {"question": "Where is my refund?"})
 
-    result = run_llm_agent(call)
+    result = invoke_llm(call)
 
     assert result.output.startswith("[simulated sim-1] You asked:")
     assert '"Where is my refund?"' in result.output
@@ -347,7 +359,7 @@ def test_context_and_memory_tools_read_and_write_the_call_dicts(in_tenant, sim):
     assert all(e["kind"] == "builtin" and e["idempotency_key"] is None for e in events)
     assert "error" in events[4] and "result" not in events[4]
     # Engine tools are not registry tools: no policy question, no call index used.
-    assert [r.action for r in h.requests] == ["invoke_agent", "call_model", "call_model"]
+    assert [r.action for r in h.requests] == ["call_model", "call_model"]
 
 
 def test_denied_tool_call_is_an_error_the_model_recovers_from(in_tenant, oa, server, ticket_tool):
@@ -626,7 +638,7 @@ def test_refused_invocation_or_model_call_fails_the_step(in_tenant, sim, action,
     call, h = make_call(in_tenant, agent, "Hi", policy=deny(action, effect))
 
     with pytest.raises(StepFailure) as caught:
-        run_llm_agent(call)
+        invoke_llm(call)
 
     assert caught.value.code == "policy_denied"
     assert words in caught.value.message and "frozen by the test" in caught.value.message
@@ -676,7 +688,7 @@ def team(in_tenant, sim):
 def recording_invoke(children: list[AgentCall]):
     def invoke(child: AgentCall) -> AgentResult:
         children.append(child)
-        return run_llm_agent(child)
+        return invoke_llm(child)
 
     return invoke
 
@@ -688,6 +700,8 @@ def test_manager_delegates_to_two_agents(in_tenant, team):
 
     result = run_manager(call, delegates, recording_invoke(children), max_delegations=5)
 
+    supervised, *children = children  # the supervisor runs through invoke too
+    assert supervised.agent.slug == "supervisor" and supervised.extra_tools
     assert [c.agent.slug for c in children] == ["billing-agent", "tech-agent"]
     assert children[0].input == "Check invoice 77"
     assert children[1].input == {"task": "Check the logs", "input": {"host": "w1"}}
@@ -733,7 +747,7 @@ def test_manager_respects_max_delegations_and_delegate_policy(in_tenant, team):
 
     run_manager(call, delegates, recording_invoke(children), max_delegations=1)
 
-    assert [c.agent.slug for c in children] == ["billing-agent"]
+    assert [c.agent.slug for c in children] == ["supervisor", "billing-agent"]
     refused = h.of("tool.call")[-1]
     assert refused["tool"] == "delegate_to_tech_agent"
     assert refused["error"]["code"] == "max_delegations"
@@ -747,7 +761,7 @@ def test_manager_respects_max_delegations_and_delegate_policy(in_tenant, team):
     call, h = make_call(in_tenant, supervisor, "Help", policy=no_billing)
     result = run_manager(call, delegates, recording_invoke(children), max_delegations=5)
 
-    assert [c.agent.slug for c in children] == ["tech-agent"]
+    assert [c.agent.slug for c in children] == ["supervisor", "tech-agent"]
     denied = json.loads(
         next(m.content for m in result.messages if m.name == "delegate_to_billing_agent")
     )
@@ -761,7 +775,7 @@ def test_manager_turns_a_delegate_failure_into_a_tool_error(in_tenant, team):
     def failing(child: AgentCall) -> AgentResult:
         if child.agent.slug == "billing-agent":
             raise StepFailure("bad output", code="invalid_output")
-        return run_llm_agent(child)
+        return invoke_llm(child)
 
     call, h = make_call(in_tenant, supervisor, "Help")
     result = run_manager(call, delegates, failing, max_delegations=5)
@@ -775,6 +789,8 @@ def test_manager_turns_a_delegate_failure_into_a_tool_error(in_tenant, team):
     assert h.of("agent.delegate")[1]["error"]["code"] == "invalid_output"
 
     def outage(child: AgentCall) -> AgentResult:
+        if child.agent.slug == "supervisor":
+            return invoke_llm(child)
         raise StepFailure("provider down", code="provider_error", retryable=True)
 
     call, _ = make_call(in_tenant, supervisor, "Help")
@@ -802,7 +818,7 @@ def test_handoff_passes_the_conversation_to_the_next_agent(in_tenant, oa, server
     )
     call, h = make_call(in_tenant, triage, "Where is my refund?")
 
-    result = run_handoff(call, agents, "triage", max_handoffs=2)
+    result = run_handoff(call, agents, "triage", max_handoffs=2, invoke=invoke_llm)
 
     assert result.output == "Your refund was issued yesterday."
     assert result.handoff_to is None
@@ -849,7 +865,9 @@ def test_handoff_with_simulated_agents_and_separate_memories(in_tenant, sim):
         return {"owner": agent.slug}
 
     call, h = make_call(in_tenant, front, "Why was I charged twice?")
-    result = run_handoff(call, agents, "front-desk", max_handoffs=1, memory_for=memory_for)
+    result = run_handoff(
+        call, agents, "front-desk", max_handoffs=1, invoke=invoke_llm, memory_for=memory_for
+    )
 
     assert result.output.startswith("[simulated sim-1] You asked: Agent 'front-desk' handed")
     assert h.of("agent.handoff")[0]["reason"] == "invoice question"
@@ -868,7 +886,7 @@ def test_handoff_limit_fails_the_step(in_tenant, sim):
     call, h = make_call(in_tenant, ping, "Who answers?")
 
     with pytest.raises(StepFailure) as caught:
-        run_handoff(call, agents, "ping", max_handoffs=2)
+        run_handoff(call, agents, "ping", max_handoffs=2, invoke=invoke_llm)
 
     assert caught.value.code == "max_handoffs"
     assert caught.value.details["path"] == ["ping", "pong", "ping"]
@@ -878,7 +896,7 @@ def test_handoff_limit_fails_the_step(in_tenant, sim):
     ]
 
     with pytest.raises(StepFailure) as caught:
-        run_handoff(call, agents, "nobody", max_handoffs=2)
+        run_handoff(call, agents, "nobody", max_handoffs=2, invoke=invoke_llm)
     assert caught.value.code == "config_error"
 
 

@@ -1,5 +1,6 @@
 """Agent invocations inside steps: by agent kind (llm, http, router, human), plus manager and
-handoff steps. Every invocation passes the policy decision point first."""
+handoff steps. Every invocation goes through ``invoke``, which passes the policy decision
+point (``invoke_agent``) first, whatever the agent's kind and whichever step runs it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,35 @@ from django.utils import timezone
 from agents.choices import AgentKind, Status
 from agents.http_agent import HttpAgentError, call_http_agent
 from agents.models import Agent, AgentVersion
-from policies.decision import PolicyRequest
-from runs.engine.calls import AgentCall, AgentResult, StepFailure
+from runs.engine.calls import AgentCall, AgentResult, StepFailure, authorize_invocation
 from runs.engine.runner import StepContext, StepOutcome, StepWaiting
 from runs.models import AgentMemory, StepRun
 
 
 def load_agent(ctx: StepContext, slug: str) -> tuple[Agent, AgentVersion]:
-    """The active agent ``slug`` of the run's tenant and its current version."""
+    """The active agent ``slug`` of the run's tenant and the version the run pinned.
+
+    The run pinned the versions of its agents when it started (``Run.agent_versions``), so
+    a version published since does not reach it. A slug the run did not pin (a run started
+    before pinning existed) gets the agent's current version.
+    """
+    pinned = (ctx.run.agent_versions or {}).get(slug)
+    if pinned is not None:
+        version = (
+            AgentVersion.objects.for_tenant(ctx.run.tenant_id)
+            .select_related("agent")
+            .filter(pk=pinned)
+            .first()
+        )
+        if version is None:
+            raise StepFailure(
+                f"The version of agent {slug!r} this run pinned no longer exists.",
+                code="not_found",
+            )
+        agent = version.agent
+        if agent.status != Status.ACTIVE:
+            raise StepFailure(f"Agent {slug!r} is disabled.", code="disabled")
+        return agent, version
     agent = (
         Agent.objects.for_tenant(ctx.run.tenant_id)
         .select_related("current_version")
@@ -83,45 +105,39 @@ def make_call(
     )
 
 
-def _request(call: AgentCall, action: str) -> PolicyRequest:
-    return PolicyRequest(
-        tenant_id=call.tenant.pk,
-        action=action,
-        agent=call.agent.slug,
-        agent_tags=tuple(call.agent.tags),
-        run_id=call.run_id,
-        run_input=call.run_input,
-    )
+def invoke(call: AgentCall, ctx: StepContext, *, may_wait: bool = False) -> AgentResult:
+    """Run one agent of any kind: the only way a step runs an agent.
 
-
-def invoke(call: AgentCall, ctx: StepContext) -> AgentResult:
-    """Run one agent of any kind; memory changes are saved, events emitted."""
+    Guarantees: ``authorize_invocation`` (policy action ``invoke_agent``, recorded as a
+    ``policy.decision`` event) is asked before the agent runs, for llm, http, router and
+    human agents alike; a refusal fails with ``policy_denied`` and runs nothing. Memory
+    changes are saved. A human agent answers only as a step of its own (``may_wait``): it
+    raises ``StepWaiting`` until a person answers.
+    """
     agent = call.agent
     ctx.check_cancel()
+    authorize_invocation(call)
     memory_before = dict(call.memory)
     if agent.kind == AgentKind.LLM:
         from runs.engine.llm import run_llm_agent
 
         result = run_llm_agent(call)
-    else:
-        decision = call.policy(_request(call, "invoke_agent"))
-        if not decision.allowed:
-            raise StepFailure(
-                f"Policy refused invoking {agent.slug}: {decision.reason}", code="policy_denied"
-            )
-        if agent.kind == AgentKind.HTTP:
-            result = _invoke_http(call, ctx)
-        elif agent.kind == AgentKind.ROUTER:
-            from runs.engine.executors.flow import route_with_agent
+    elif agent.kind == AgentKind.HTTP:
+        result = _invoke_http(call, ctx)
+    elif agent.kind == AgentKind.ROUTER:
+        from runs.engine.executors.flow import route_with_agent
 
-            route = route_with_agent(ctx, agent, call.version, call.input)
-            result = AgentResult(output={"route": route}, route=route)
-        else:
-            raise StepFailure(
-                f"Agent {agent.slug!r} is a human agent: use it as a step of its own, not "
-                "inside a parallel, manager or handoff step.",
-                code="unsupported",
-            )
+        route = route_with_agent(ctx, agent, call.version, call.input)
+        result = AgentResult(output={"route": route}, route=route)
+    elif agent.kind == AgentKind.HUMAN and may_wait:
+        human_step(ctx, agent, call.version)  # raises StepWaiting
+        raise AssertionError("human_step always waits")
+    else:
+        raise StepFailure(
+            f"Agent {agent.slug!r} is a human agent: use it as a step of its own, not "
+            "inside a parallel, manager or handoff step.",
+            code="unsupported",
+        )
     _save_memory(agent, memory_before, call.memory)
     return result
 
@@ -182,17 +198,18 @@ def agent_step(ctx: StepContext) -> StepOutcome:
     """A single agent with its tool loop (or a fallback agent after the step failed)."""
     slug = (ctx.step.state or {}).get("fallback_agent") or ctx.step_def.spec["agent"]
     agent, version = load_agent(ctx, slug)
-    if agent.kind == AgentKind.HUMAN:
-        return human_step(ctx, agent, version)
     _pin_version(ctx, version)
     before = dict(ctx.run_context)
     tools = ctx.step_def.spec.get("tools")
-    result = invoke(make_call(ctx, agent, version, ctx.step.input, tools=tools), ctx)
+    call = make_call(ctx, agent, version, ctx.step.input, tools=tools)
+    result = invoke(call, ctx, may_wait=True)
     return _outcome(result, ctx, before)
 
 
 def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOutcome:
-    """A person answers through the dashboard or the API; the step waits for them."""
+    """A person answers through the dashboard or the API; the step waits for them.
+
+    Called by ``invoke`` only, after the policy check."""
     from policies.services import approval_create
 
     config = version.config
@@ -226,7 +243,7 @@ def manager_step(ctx: StepContext) -> StepOutcome:
     result = run_manager(
         call,
         delegates,
-        lambda child: invoke(child, ctx),
+        lambda child: invoke(child, ctx),  # the supervisor and every delegate
         spec.get("max_delegations", 10),
         memory_for=memories.memory_for,
     )
@@ -247,7 +264,12 @@ def handoff_step(ctx: StepContext) -> StepOutcome:
     call = make_call(ctx, start_agent, start_version, ctx.step.input)
     memories.track(start_agent, call.memory)
     result = run_handoff(
-        call, agents, start, spec.get("max_handoffs", 5), memory_for=memories.memory_for
+        call,
+        agents,
+        start,
+        spec.get("max_handoffs", 5),
+        invoke=lambda child: invoke(child, ctx),
+        memory_for=memories.memory_for,
     )
     memories.save()
     return _outcome(result, ctx, before)

@@ -96,7 +96,9 @@ def _resolve_route(rules: list[dict[str, Any]], scope: dict[str, Any], default: 
 
 
 def route_with_agent(ctx: StepContext, agent: Agent, version: AgentVersion, step_input: Any) -> str:
-    """Choose a route with a router agent: its ordered rules, or an llm classifier."""
+    """Choose a route with a router agent: its ordered rules, or an llm classifier.
+
+    Called by ``invoke`` only, after the agent invocation passed the policy check."""
     config = version.config
     if config.get("mode", "rules") == "rules":
         scope = {"input": step_input, "context": ctx.run_context, "run": {"input": ctx.run.input}}
@@ -197,7 +199,7 @@ def router_step(ctx: StepContext) -> StepOutcome:
         agent, version = load_agent(ctx, spec["agent"])
         if agent.kind != AgentKind.ROUTER:
             raise StepFailure(f"Agent {agent.slug!r} is not a router.", code="wrong_kind")
-        route = route_with_agent(ctx, agent, version, ctx.step.input)
+        route = invoke(make_call(ctx, agent, version, ctx.step.input), ctx).route
     else:
         scope = {
             "input": ctx.step.input,
