@@ -81,6 +81,20 @@ def _full_clean(obj: Any, exclude: list[str] | None = None) -> None:
     )
 
 
+def _all_problems(*checks: Any) -> None:
+    """Run every check; raise one ValidationError with all their errors (none: return)."""
+    errors: dict[str, list[str]] = {}
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            found = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+            for field, messages in found.items():
+                errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
 def _unique_slug(model: type, tenant: Any, slug: str, exclude_pk: Any = None) -> None:
     existing = model.objects.for_tenant(tenant).filter(slug=slug)
     if exclude_pk is not None:
@@ -654,13 +668,19 @@ def agent_create(
     note: str = "",
     created_by: Any = None,
 ) -> Agent:
-    """Register an agent and publish its first version (v1)."""
-    _unique_slug(Agent, tenant, slug)
+    """Register an agent and publish its first version (v1).
+
+    Every problem (slug taken, fields, configuration, unknown provider) is reported in one
+    ValidationError, so a form shows them all at once.
+    """
     agent = Agent(
         tenant=tenant, slug=slug, name=name, kind=kind, description=description, tags=tags or []
     )
-    _full_clean(agent, exclude=["current_version"])
-    _check_config(kind, config)
+    _all_problems(
+        lambda: _unique_slug(Agent, tenant, slug),
+        lambda: _full_clean(agent, exclude=["current_version"]),
+        lambda: _check_config(kind, config),
+    )
     agent.save()
     version = _new_version(
         agent=agent, config=config, note=note or "first version", created_by=created_by

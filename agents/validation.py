@@ -152,9 +152,8 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
     validator = Draft202012Validator(CONFIG_SCHEMAS[kind])
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
         errors.setdefault(_path(error), []).append(error.message)
-    if errors:
-        return errors
-    if kind == AgentKind.ROUTER:
+    # the registry checks below run whatever the shape's problems: every error in one answer
+    if kind == AgentKind.ROUTER and not errors:
         # the engine's own check (pure, no Django): RE2 patterns, paths; same words as workflows
         from runs.engine.conditions import problems as condition_problems
 
@@ -162,7 +161,7 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
             for rel, message in condition_problems(rule["when"]):
                 errors.setdefault(f"config.rules[{index}].when{rel}", []).append(message)
     provider_slug = config.get("provider")
-    if provider_slug:
+    if provider_slug and isinstance(provider_slug, str) and "config.provider" not in errors:
         provider = ProviderConnection.objects.filter(slug=provider_slug).first()
         if provider is None:
             errors["config.provider"] = [f"No provider {provider_slug!r} in this tenant."]

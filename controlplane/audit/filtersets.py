@@ -1,4 +1,5 @@
 import django_filters
+from django import forms
 
 from controlplane.audit.models import ActorType, AuditEvent
 from controlplane.filters import UtcIsoDateTimeFilter
@@ -10,18 +11,28 @@ class AuditEventFilterSet(django_filters.FilterSet):
     actor = django_filters.CharFilter(
         field_name="actor_name", lookup_expr="icontains", label="Actor name contains"
     )
-    actor_type = django_filters.ChoiceFilter(choices=ActorType.choices)
+    actor_type = django_filters.ChoiceFilter(choices=ActorType.choices, label="Actor type")
     action = django_filters.CharFilter(
         method="filter_action", label="Action, or a prefix ending in '.' (e.g. 'membership.')"
     )
-    target_type = django_filters.CharFilter()
-    target_id = django_filters.CharFilter()
+    target_type = django_filters.CharFilter(label="Target type (e.g. agent, policy)")
+    target_id = django_filters.CharFilter(label="Target id")
     target = django_filters.CharFilter(
         field_name="target_name", lookup_expr="icontains", label="Target name contains"
     )
-    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    request_id = django_filters.CharFilter()
+    since = UtcIsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        label="From (UTC, ISO 8601)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}),
+    )
+    until = UtcIsoDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        label="Until (UTC, ISO 8601)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}),
+    )
+    request_id = django_filters.CharFilter(label="Request id (X-Request-ID)")
 
     class Meta:
         model = AuditEvent

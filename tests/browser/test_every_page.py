@@ -320,6 +320,28 @@ WORDLESS_BADGES_JS = """() => {
   return out;
 }"""
 
+# A badge, a status or a one-word code value split across lines ("call_too/l",
+# "risk:destru/ctive", "✓/Succeeded") reads as two words: each must sit on one line.
+SPLIT_WORDS_JS = """() => {
+  const out = [];
+  const selector = '.badge, [class*="status-"], td code, th code, dd code, li code';
+  for (const el of document.querySelectorAll(selector)) {
+    if (!el.checkVisibility({visibilityProperty: true})) continue;
+    const text = el.innerText.trim();
+    if (!text || /\\s/.test(text) || text.length > 40) continue;  // one word, not a sentence
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const lines = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+    if (lines.size > 1) out.push(`${el.tagName.toLowerCase()} "${text}"`);
+  }
+  return out;
+}"""
+
+# Django's placeholder for an empty choice says nothing to a person.
+DASH_CHOICES_JS = """() => Array.from(document.querySelectorAll("select option"))
+  .filter(o => /^-{3,}$/.test(o.textContent.trim()))
+  .map(o => o.closest("select").name || o.closest("select").id)"""
+
 # Button names of the writes (GET forms name theirs "Filter", "Show changes" ...).
 WRITE_WORDS = """publish activate delete cancel approve deny revoke disable enable roll.?back
 resume rerun run.again grant remove save discover test.connection start create add new edit send"""
@@ -415,6 +437,12 @@ def check(page, request, watch: Watch, base: str, visit: Visit, *, status: int, 
     wordless = page.evaluate(WORDLESS_BADGES_JS)
     if wordless:
         problems.append(f"status or badge without words: {wordless}")
+    split = page.evaluate(SPLIT_WORDS_JS)
+    if split:
+        problems.append(f"a word split across lines: {split}")
+    dashes = page.evaluate(DASH_CHOICES_JS)
+    if dashes:
+        problems.append(f"'---------' offered as a choice in: {dashes}")
     if width == PHONE["width"]:
         scroll_width, inner, outside = fits_width(page)
         if scroll_width > inner + 1:

@@ -16,6 +16,7 @@ pagination.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import html
 import importlib
@@ -32,6 +33,7 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from controlplane import context
 from controlplane.api.models import ApiToken
@@ -886,6 +888,19 @@ class TestAuditPageListing:
         assert "&quot;name&quot;: &quot;new&quot;" in body
         assert "&quot;enabled&quot;: false" in body and "&quot;note&quot;: null" in body
         assert "&#x27;name&#x27;" not in body and "None" not in body
+
+    def test_filters_are_labelled_for_people_with_date_pickers(self, world):
+        record_event(world.acme, "membership.create", "m1")
+        client = client_for(world.bob)
+        body = text(client.get(self.url))
+        form = body.split('aria-label="Filter audit events"')[1].split("</form>")[0]
+        assert "is greater than" not in form and "---------" not in form
+        assert "From (UTC" in form and "Until (UTC" in form
+        assert form.count('type="datetime-local"') == 2
+        # what a date picker sends (no offset, seconds optional) filters as UTC
+        later = (timezone.now() + datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+        assert audit_actions(client.get(self.url, {"until": later})) == ["membership.create"]
+        assert audit_actions(client.get(self.url, {"since": later})) == []
 
     def test_invalid_filter_is_explained_not_a_500(self, world):
         record_event(world.acme, "membership.create")

@@ -794,6 +794,19 @@ class TestAgentCreateForm:
         ]
         assert Agent.objects.for_tenant(world.acme).count() == 1
 
+    def test_every_problem_is_reported_in_one_answer(self, world, sim):
+        make_agent(world.acme, slug="triage", provider=sim)
+        config = agent_config("nope", temperature=5)  # a shape error and an unknown provider
+        response = self.post(client_for(world.alice), config)
+        assert response.status_code == 400
+        body = text(response)
+        assert field_errors(body, "slug") == ["Agent 'triage' already exists in this tenant."]
+        assert set(field_errors(body, "config")) == {
+            "config.temperature: 5 is greater than the maximum of 2",
+            "config.provider: No provider 'nope' in this tenant.",
+        }
+        assert Agent.objects.for_tenant(world.acme).count() == 1
+
     def test_create_publishes_v1_and_opens_the_agent(self, world, sim):
         client = client_for(world.alice)
         response = self.post(client, agent_config("sim"), note="first cut")
