@@ -19,7 +19,7 @@ from controlplane.api.services import hash_token
 from controlplane.audit.models import AuditChain, AuditEvent
 from controlplane.audit.services import GLOBAL_CHAIN
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Membership, Tenant
+from controlplane.tenancy.models import Invitation, Membership, Tenant
 from tests.api_mixins import assert_error_shape
 
 pytestmark = pytest.mark.django_db
@@ -68,8 +68,8 @@ class TestCreateApiToken:
         response = bearer(plaintext).post(
             "/api/v1/t/acme/members/", {"username": "charlie", "role": "viewer"}, format="json"
         )
-        assert response.status_code == 201, response.content
-        assert Membership.objects.for_tenant(world.acme).filter(user=world.charlie).exists()
+        assert response.status_code == 202, response.content  # invited; joins on accepting
+        assert Invitation.objects.for_tenant(world.acme).filter(username="charlie").exists()
 
     def test_write_token_cannot_administer_members(self, world):
         plaintext = self.create("--tenant=acme", "--user=alice", "--scope=write")

@@ -84,6 +84,8 @@ API_ROUTES: dict[str, str] = {
     "api:policy-definition-schema": GLOBAL,
     "api:member-list": OBJECTLESS,
     "api:member-detail": "member",
+    "api:invitation-list": OBJECTLESS,
+    "api:invitation-detail": "invitation",
     "api:token-list": OBJECTLESS,
     "api:token-detail": "token",
     "api:audit-event-list": OBJECTLESS,
@@ -146,6 +148,7 @@ DASHBOARD_ROUTES: dict[str, str] = {
     "dashboard:home": GLOBAL,
     "dashboard:login": GLOBAL,
     "dashboard:logout": GLOBAL,
+    "dashboard:invitations": GLOBAL,
     "dashboard:overview": OBJECTLESS,
     "dashboard:members": OBJECTLESS,
     "dashboard:tokens": OBJECTLESS,
@@ -332,6 +335,12 @@ class Objects:
     def member(self, tenant):
         user = self.world.oscar if tenant == self.world.acme else self.world.charlie
         return {"username": user.username}
+
+    def invitation(self, tenant):
+        from controlplane.tenancy.services import membership_invite
+
+        invitation = membership_invite(tenant=tenant, username=f"new-{tenant.slug}", role="viewer")
+        return {"username": invitation.username}
 
     def token(self, tenant):
         from controlplane.api.services import api_token_create

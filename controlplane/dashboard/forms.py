@@ -2,7 +2,6 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
@@ -21,18 +20,13 @@ class LoginForm(AuthenticationForm):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="The username of an existing account.")
+    username = forms.RegexField(
+        r"^[\w.@+-]+$",
+        max_length=150,
+        help_text="The account name to invite. They join when they accept the invitation.",
+        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
+    )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
-
-    def clean_username(self):
-        value = self.cleaned_data["username"]
-        user = get_user_model().objects.filter(username=value, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError(
-                f"No active user named “{value}”. Check the spelling, or ask the site "
-                "administrator to create the account (manage.py create_user)."
-            )
-        return user
 
 
 class MemberRoleForm(forms.Form):

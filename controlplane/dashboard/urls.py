@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("invitations/", views.answer_invitation, name="invitations"),
     path("t/<slug:tenant>/", views.OverviewPage.as_view(), name="overview"),
     path("t/<slug:tenant>/members/", views.MembersPage.as_view(), name="members"),
     path("t/<slug:tenant>/tokens/", views.TokensPage.as_view(), name="tokens"),

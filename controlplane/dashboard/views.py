@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
 from controlplane.api import services as token_services
@@ -22,8 +23,8 @@ from controlplane.dashboard.forms import LoginForm, MemberAddForm, MemberRoleFor
 from controlplane.dashboard.overview import overview_context
 from controlplane.tenancy import services as tenancy_services
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Membership
-from controlplane.tenancy.selectors import memberships_of
+from controlplane.tenancy.models import Invitation, Membership
+from controlplane.tenancy.selectors import invitations_for, memberships_of
 
 AUDIT_PAGE_SIZE = 50
 
@@ -55,15 +56,40 @@ def login_locked_out(request, credentials=None, *args, **kwargs):
 
 @login_required
 def home(request):
-    """Open the last tenant used, the only one, or a picker."""
+    """Open the last tenant used, the only one, or a picker (always when invitations wait)."""
     memberships = list(memberships_of(request.user))
+    invitations = list(invitations_for(request.user))
     slugs = [m.tenant.slug for m in memberships]
     last = request.session.get("tenant")
-    if last in slugs:
+    if not invitations and last in slugs:
         return redirect("dashboard:overview", tenant=last)
-    if len(memberships) == 1:
+    if not invitations and len(memberships) == 1:
         return redirect("dashboard:overview", tenant=slugs[0])
-    return render(request, "dashboard/home.html", {"memberships": memberships})
+    return render(
+        request, "dashboard/home.html", {"memberships": memberships, "invitations": invitations}
+    )
+
+
+@login_required
+@require_POST
+def answer_invitation(request):
+    """Accept or decline an invitation addressed to the signed-in account (else 404)."""
+    pk = request.POST.get("invitation", "")
+    invitation = get_object_or_404(invitations_for(request.user), pk=pk if pk.isdigit() else 0)
+    op = request.POST.get("op")
+    try:
+        if op == "accept":
+            tenancy_services.invitation_accept(invitation=invitation, user=request.user)
+            messages.success(request, f"You joined {invitation.tenant.name} as {invitation.role}.")
+            return redirect("dashboard:overview", tenant=invitation.tenant.slug)
+        if op == "decline":
+            tenancy_services.invitation_decline(invitation=invitation, user=request.user)
+            messages.success(request, f"Invitation to {invitation.tenant.name} declined.")
+        else:
+            messages.error(request, "Choose accept or decline.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("dashboard:home")
 
 
 class OverviewPage(TenantPageMixin, TemplateView):
@@ -99,11 +125,19 @@ class MembersPage(TenantPageMixin, TemplateView):
         data["roles"] = Role.choices
         data["add_form"] = kwargs.get("add_form") or MemberAddForm()
         data["can_manage"] = self.can("tenancy.change_membership")
+        if self.can("tenancy.view_invitation"):
+            data["invitations"] = Invitation.objects.select_related("invited_by").order_by(
+                "username"
+            )
         return data
 
     def post(self, request, *args, **kwargs):
         op = request.POST.get("op")
-        needed = {"add": "tenancy.add_membership", "remove": "tenancy.delete_membership"}
+        needed = {
+            "add": "tenancy.add_membership",
+            "remove": "tenancy.delete_membership",
+            "cancel": "tenancy.delete_invitation",
+        }
         if op in needed and not self.can(needed[op]):
             raise PermissionDenied("Your role does not allow this.")
         try:
@@ -111,13 +145,28 @@ class MembersPage(TenantPageMixin, TemplateView):
                 form = MemberAddForm(request.POST)
                 if not form.is_valid():
                     return self.render_to_response(self.get_context_data(add_form=form), status=400)
-                tenancy_services.membership_add(
+                invitation = tenancy_services.membership_invite(
                     tenant=self.tenant,
-                    user=form.cleaned_data["username"],
+                    username=form.cleaned_data["username"],
                     role=form.cleaned_data["role"],
                     actor_role=self.access.role,
+                    invited_by=request.user,
                 )
-                messages.success(request, f"Added {form.cleaned_data['username']}.")
+                # the same words whether or not the account exists: nothing is revealed
+                messages.success(
+                    request,
+                    f"Invited “{invitation.username}” as {invitation.role}. If an account of "
+                    "that name exists, its holder can accept on their home page for "
+                    f"{tenancy_services.INVITATION_DAYS} days.",
+                )
+            elif op == "cancel":
+                invitation = get_object_or_404(
+                    Invitation, username=request.POST.get("username", "")
+                )
+                tenancy_services.invitation_cancel(
+                    invitation=invitation, actor_role=self.access.role
+                )
+                messages.success(request, f"Invitation of “{invitation.username}” withdrawn.")
             elif op in ("role", "remove"):
                 membership = get_object_or_404(
                     Membership.objects.select_related("user"),

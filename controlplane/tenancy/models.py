@@ -54,3 +54,33 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.tenant} as {self.role}"
+
+
+class Invitation(models.Model):
+    """An offer of a role in a tenant to whoever holds the account named ``username``.
+
+    Created for any name an admin types, whether or not such an account exists, so the
+    answer to an invitation reveals nothing about the site's accounts; the name becomes a
+    member only when that account's holder accepts. One pending invitation per name and
+    tenant; accepting, declining or cancelling deletes it (the audit trail keeps it).
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["tenant", "username"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "username"], name="invitation_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} invited to {self.tenant} as {self.role}"

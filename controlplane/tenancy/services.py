@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from controlplane import context
 from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.roles import ROLE_RANK
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Membership, Tenant
+from controlplane.tenancy.models import Invitation, Membership, Tenant
 
 _MEMBERSHIP_FIELDS = ["user", "role"]
+_INVITATION_FIELDS = ["username", "role", "expires_at"]
+INVITATION_DAYS = 14
 
 
 @transaction.atomic
@@ -118,6 +122,104 @@ def membership_remove(*, membership: Membership, actor_role: str | None = None) 
         action="membership.delete", target=membership, tenant=membership.tenant, before=before
     )
     membership.delete()
+
+
+@transaction.atomic
+def membership_invite(
+    *,
+    tenant: Tenant,
+    username: str,
+    role: str,
+    actor_role: str | None = None,
+    invited_by: Any = None,
+) -> Invitation:
+    """Invite the account named ``username`` to ``tenant`` with ``role``; audited.
+
+    Whether an account of that name exists, is inactive or does not exist, the outcome is
+    the same: an invitation row and a ``membership.invite`` event, nothing read from any
+    account. So the answer tells an admin nothing about people outside the tenant; the
+    name joins only when its holder accepts (``invitation_accept``). Refused: a role the
+    actor may not grant (403) and a name that is already a member (400), both things the
+    actor can see anyway. Inviting a name again renews the pending invitation.
+    """
+    _check_can_assign(actor_role, role)
+    if Membership.objects.for_tenant(tenant).filter(user__username=username).exists():
+        raise ValidationError({"username": f"{username} is already a member."})
+    invitation, _ = Invitation.objects.for_tenant(tenant).update_or_create(
+        tenant=tenant,
+        username=username,
+        defaults={
+            "role": role,
+            "invited_by": invited_by,
+            "expires_at": timezone.now() + dt.timedelta(days=INVITATION_DAYS),
+        },
+    )
+    audit_record(
+        action="membership.invite",
+        target=invitation,
+        tenant=tenant,
+        after=snapshot(invitation, _INVITATION_FIELDS),
+    )
+    return invitation
+
+
+def _pending_for(invitation: Invitation, user: Any) -> Invitation:
+    """Lock ``invitation`` and check it is ``user``'s to answer and still open."""
+    invitation = (Invitation.objects.unscoped().select_for_update().select_related("tenant")).get(
+        pk=invitation.pk
+    )
+    if invitation.username != user.get_username() or not user.is_active:
+        raise PermissionDenied("This invitation is for another account.")
+    if invitation.expires_at <= timezone.now() or not invitation.tenant.is_active:
+        raise ValidationError("This invitation has expired: ask for a new one.")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, invitation: Invitation, user: Any) -> Membership:
+    """``user``, the invited account's holder, joins the tenant with the invited role.
+
+    Only that account may accept, before the invitation expires; the invitation is then
+    deleted. Audited in the tenant's chain with ``user`` as the actor.
+    """
+    invitation = _pending_for(invitation, user)
+    # the person answering is the actor, whatever the request's context says
+    with context.using(tenant=invitation.tenant, user=user, token=None, system=None):
+        membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role)
+        audit_record(
+            action="membership.invite_accept",
+            target=invitation,
+            before=snapshot(invitation, _INVITATION_FIELDS),
+        )
+    invitation.delete()
+    return membership
+
+
+@transaction.atomic
+def invitation_decline(*, invitation: Invitation, user: Any) -> None:
+    """``user``, the invited account's holder, declines; the invitation is deleted, audited."""
+    invitation = _pending_for(invitation, user)
+    with context.using(tenant=invitation.tenant, user=user, token=None, system=None):
+        audit_record(
+            action="membership.invite_decline",
+            target=invitation,
+            before=snapshot(invitation, _INVITATION_FIELDS),
+        )
+    invitation.delete()
+
+
+@transaction.atomic
+def invitation_cancel(*, invitation: Invitation, actor_role: str | None = None) -> None:
+    """Withdraw a pending invitation (an owner's only by an owner); audited."""
+    invitation = Invitation.objects.unscoped().select_for_update().get(pk=invitation.pk)
+    _check_can_assign(actor_role, invitation.role)
+    audit_record(
+        action="membership.invite_cancel",
+        target=invitation,
+        tenant=invitation.tenant,
+        before=snapshot(invitation, _INVITATION_FIELDS),
+    )
+    invitation.delete()
 
 
 @transaction.atomic

@@ -100,7 +100,7 @@ def test_alice_signs_in_and_lands_on_her_overview(page, live_url, world, request
     )
 
 
-def test_owner_adds_a_member(dave, page, live_url, world, request):
+def test_owner_invites_a_member_who_accepts(dave, page, live_url, world, request):
     sign_in(page, live_url, "alice")
     expect(page).to_have_url(f"{live_url}/t/acme/")
     shot(page, request, "overview")
@@ -112,23 +112,43 @@ def test_owner_adds_a_member(dave, page, live_url, world, request):
 
     page.fill("#id_username", "dave")
     page.select_option("#id_role", "viewer")
-    page.get_by_role("button", name="Add member").click()
-    expect(page.locator(".messages")).to_contain_text("Added dave.")
-    row = page.locator("#members tbody tr", has_text="dave")
-    expect(row).to_have_count(1)
-    expect(row.locator("select")).to_have_value("viewer")
-    shot(page, request, "member-added")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator(".messages")).to_contain_text(
+        "Invited “dave” as viewer. If an account of that name exists"
+    )
+    expect(page.locator("#invitations tbody tr", has_text="dave")).to_have_count(1)
+    shot(page, request, "member-invited")
+
+    # a name with no account gets the very same answer: nothing is revealed
+    page.fill("#id_username", "nobody-here")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator(".messages")).to_contain_text(
+        "Invited “nobody-here” as viewer. If an account of that name exists"
+    )
+    shot(page, request, "unknown-name-invited")
+
+    # dave signs in (his own browser context), sees the invitation and accepts it
+    other = page.context.browser.new_context()
+    try:
+        daves = other.new_page()
+        sign_in(daves, live_url, "dave")
+        expect(daves.locator("#invitations")).to_contain_text("Acme Corp")
+        shot(daves, request, "invitation")
+        daves.get_by_role("button", name="Accept").click()
+        expect(daves).to_have_url(f"{live_url}/t/acme/")
+        expect(daves.locator(".messages")).to_contain_text("You joined Acme Corp as viewer.")
+    finally:
+        other.close()
 
     membership = orm(
         lambda: Membership.objects.for_tenant(world.acme).filter(user__username="dave").first()
     )
     assert membership is not None and membership.role == "viewer"
-
-    # an unknown username is explained next to the field
-    page.fill("#id_username", "nobody-here")
-    page.get_by_role("button", name="Add member").click()
-    expect(page.get_by_role("alert")).to_contain_text("No active user named “nobody-here”")
-    shot(page, request, "unknown-user")
+    page.reload()
+    row = page.locator("#members tbody tr", has_text="dave")
+    expect(row).to_have_count(1)
+    expect(row.locator("select")).to_have_value("viewer")
+    shot(page, request, "member-joined")
 
 
 def test_owner_creates_a_token_and_sees_it_once(page, live_url, world, request):
@@ -176,8 +196,8 @@ def test_viewer_sees_no_add_form_and_no_tokens_link(page, live_url, world, reque
     nav.get_by_role("link", name="Members").click()
     expect(page).to_have_url(f"{live_url}/t/acme/members/")
     expect(page.locator("#members")).to_contain_text("alice")
-    expect(page.get_by_role("heading", name="Add a member")).to_have_count(0)
-    expect(page.get_by_role("button", name="Add member")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Invite a member")).to_have_count(0)
+    expect(page.get_by_role("button", name="Invite")).to_have_count(0)
     expect(page.get_by_role("button", name="Remove")).to_have_count(0)
     shot(page, request, "members")
 

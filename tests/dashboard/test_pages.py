@@ -41,7 +41,7 @@ from controlplane.api.services import api_token_create
 from controlplane.audit.models import AuditEvent
 from controlplane.audit.services import audit_record
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Membership
+from controlplane.tenancy.models import Invitation, Membership
 from tests.api_mixins import ROLES_LOW_TO_HIGH
 from tests.factories import TEST_PASSWORD, TenantFactory, UserFactory, add_member
 
@@ -117,7 +117,7 @@ class TenantPageTests:
         """A snapshot of what ``forged_post`` would change."""
         return sorted(
             Membership.objects.for_tenant(world.acme).values_list("user__username", "role")
-        )
+        ) + sorted(Invitation.objects.for_tenant(world.acme).values_list("username", "role"))
 
     # helpers ---------------------------------------------------------------
     @classmethod
@@ -249,7 +249,7 @@ class TestMembersPage(TenantPageTests):
                 "<td>bob <small>(you)</small></td>",
                 '<span class="badge">owner</span>',
             ],
-            ["charlie", "Add a member", 'name="op" value="remove"'],
+            ["charlie", "Invite a member", 'name="op" value="remove"'],
         )
 
 
@@ -339,6 +339,7 @@ def test_every_dashboard_url_is_covered():
         "dashboard:home": TestHome,
         "dashboard:login": TestLogin,
         "dashboard:logout": TestLogout,
+        "dashboard:invitations": TestInvitations,
     }
     covered = set(explicit)
     for cls in _page_test_classes():
@@ -365,28 +366,41 @@ def test_every_dashboard_url_is_covered():
 class TestMemberForms:
     url = "/t/acme/members/"
 
-    def test_add_unknown_username_is_400_with_the_error_shown(self, world):
-        count = Membership.objects.for_tenant(world.acme).count()
-        response = client_for(world.alice).post(
-            self.url, {"op": "add", "username": "nobody", "role": Role.VIEWER}
+    def test_invite_reveals_nothing_about_accounts(self, world):
+        UserFactory(username="dave", email="dave@elsewhere.example")
+        UserFactory(username="gone", is_active=False, email="gone@elsewhere.example")
+        client = client_for(world.adam)
+        said = {}
+        for name in ("dave", "gone", "nobody"):
+            response = client.post(self.url, {"op": "add", "username": name, "role": "viewer"})
+            assert response.status_code == 302
+            page = client.get(self.url)
+            said[name] = [m.replace(name, "NAME") for m in messages_of(page)]
+            assert "elsewhere.example" not in text(page)
+        assert (
+            said["dave"]
+            == said["gone"]
+            == said["nobody"]
+            == [
+                "Invited “NAME” as viewer. If an account of that name exists, its holder can "
+                "accept on their home page for 14 days."
+            ]
         )
-        assert response.status_code == 400
-        body = text(response)
-        assert "No active user named “nobody”" in body
-        assert 'value="nobody"' in body  # the form keeps what was typed
-        assert Membership.objects.for_tenant(world.acme).count() == count
-        assert not tenant_events(world.acme, "membership.create").exists()
+        assert Membership.objects.for_tenant(world.acme).count() == 4
+        page = text(client.get(self.url))
+        for name in ("dave", "gone", "nobody"):
+            assert f"<td>{name}</td>" in page  # listed alike under Invitations
 
-    def test_add_inactive_user_is_400(self, world):
-        UserFactory(username="gone", is_active=False)
+    def test_invalid_name_is_400_with_the_error_shown(self, world):
         response = client_for(world.alice).post(
-            self.url, {"op": "add", "username": "gone", "role": Role.VIEWER}
+            self.url, {"op": "add", "username": "no spaces", "role": Role.VIEWER}
         )
         assert response.status_code == 400
-        assert "No active user named “gone”" in text(response)
+        assert "Use letters, digits and @ . + - _ only." in text(response)
+        assert 'value="no spaces"' in text(response)  # the form keeps what was typed
+        assert not Invitation.objects.for_tenant(world.acme).exists()
 
     def test_add_invalid_role_is_400(self, world):
-        UserFactory(username="dave")
         response = client_for(world.alice).post(
             self.url, {"op": "add", "username": "dave", "role": "emperor"}
         )
@@ -394,22 +408,40 @@ class TestMemberForms:
         assert "Select a valid choice. emperor is not one of the available choices." in text(
             response
         )
-        assert not Membership.objects.for_tenant(world.acme).filter(user__username="dave").exists()
+        assert not Invitation.objects.for_tenant(world.acme).exists()
 
-    def test_add_member_is_listed_and_audited(self, world):
+    def test_invited_member_accepts_and_is_listed_and_audited(self, world):
         dave = UserFactory(username="dave")
         client = client_for(world.alice)
         response = client.post(self.url, {"op": "add", "username": "dave", "role": Role.VIEWER})
         assert response.status_code == 302
         assert response["Location"] == self.url
+        invite = tenant_events(world.acme, "membership.invite").get()
+        assert invite.actor_user_id == world.alice.pk
+        assert invite.after["username"] == "dave" and invite.after["role"] == "viewer"
+        assert not Membership.objects.for_tenant(world.acme).filter(user=dave).exists()
+
+        daves = client_for(dave)
+        home = text(daves.get("/"))
+        assert "Acme Corp</strong> (acme) invites you as viewer, sent by alice" in home
+        invitation = Invitation.objects.for_tenant(world.acme).get()
+        joined = daves.post("/invitations/", {"invitation": invitation.pk, "op": "accept"})
+        assert joined["Location"] == "/t/acme/"
         membership = Membership.objects.for_tenant(world.acme).get(user=dave)
         assert membership.role == Role.VIEWER
         event = tenant_events(world.acme, "membership.create").get()
-        assert event.actor_user_id == world.alice.pk
+        assert event.actor_user_id == dave.pk
         assert event.after == {"user": "dave", "role": "viewer"}
-        page = client.get(self.url)
-        assert "Added dave." in messages_of(page)
-        assert "<td>dave</td>" in text(page)
+        assert "<td>dave</td>" in text(client.get(self.url))
+
+    def test_withdraw_an_invitation(self, world):
+        client = client_for(world.alice)
+        client.post(self.url, {"op": "add", "username": "dave", "role": Role.VIEWER})
+        response = client.post(self.url, {"op": "cancel", "username": "dave"}, follow=True)
+        assert "Invitation of “dave” withdrawn." in messages_of(response)
+        assert not Invitation.objects.for_tenant(world.acme).exists()
+        event = tenant_events(world.acme, "membership.invite_cancel").get()
+        assert event.actor_user_id == world.alice.pk
 
     def test_add_existing_member_shows_an_error(self, world):
         response = client_for(world.alice).post(
@@ -630,7 +662,7 @@ class TestCsrf:
             (
                 "/t/acme/members/",
                 {"op": "add", "username": "dave", "role": "viewer"},
-                lambda w: Membership.objects.for_tenant(w.acme).count(),
+                lambda w: Invitation.objects.for_tenant(w.acme).count(),
             ),
             (
                 "/t/acme/tokens/",
@@ -807,6 +839,69 @@ class TestLogout:
 
 
 # the tenant picker ---------------------------------------------------------
+# invitations (answered outside any tenant) ---------------------------------
+class TestInvitations:
+    url = "/invitations/"
+
+    def invite(self, tenant, username: str, role: str = Role.VIEWER) -> Invitation:
+        from controlplane.tenancy.services import membership_invite
+
+        with context.system_context("tests", tenant=tenant):
+            return membership_invite(tenant=tenant, username=username, role=role)
+
+    def test_anonymous_is_sent_to_sign_in(self, world):
+        invitation = self.invite(world.acme, "dave")
+        response = Client().post(self.url, {"invitation": invitation.pk, "op": "accept"})
+        assert response.status_code == 302 and response["Location"].startswith("/login/")
+        assert Invitation.objects.unscoped().exists()
+
+    def test_get_is_405(self, world):
+        assert client_for(world.alice).get(self.url).status_code == 405
+
+    def test_home_shows_invitations_instead_of_redirecting(self, world):
+        self.invite(world.globex, "alice", Role.ADMIN)
+        response = client_for(world.alice).get("/")
+        assert response.status_code == 200
+        assert "Globex</strong> (globex) invites you as admin." in text(response)
+
+    def test_decline_is_audited_and_joins_nothing(self, world):
+        invitation = self.invite(world.globex, "bob")
+        response = client_for(world.bob).post(
+            self.url, {"invitation": invitation.pk, "op": "decline"}, follow=True
+        )
+        assert "Invitation to Globex declined." in messages_of(response)
+        assert not Invitation.objects.unscoped().exists()
+        assert not Membership.objects.for_tenant(world.globex).filter(user=world.bob).exists()
+        event = tenant_events(world.globex, "membership.invite_decline").get()
+        assert event.actor_user_id == world.bob.pk
+
+    @pytest.mark.parametrize("invitation", ["someone else's", "missing", "not a number"])
+    def test_an_invitation_not_yours_is_404(self, world, invitation):
+        theirs = self.invite(world.globex, "bob")
+        pk = {"someone else's": theirs.pk, "missing": theirs.pk + 1000, "not a number": "x"}
+        response = client_for(world.alice).post(
+            self.url, {"invitation": pk[invitation], "op": "accept"}
+        )
+        assert response.status_code == 404
+        assert not Membership.objects.for_tenant(world.globex).filter(user=world.alice).exists()
+        assert Invitation.objects.unscoped().filter(pk=theirs.pk).exists()
+
+    def test_unknown_op_changes_nothing(self, world):
+        invitation = self.invite(world.globex, "bob")
+        response = client_for(world.bob).post(
+            self.url, {"invitation": invitation.pk, "op": "explode"}, follow=True
+        )
+        assert "Choose accept or decline." in messages_of(response)
+        assert Invitation.objects.unscoped().exists()
+
+    def test_csrf_is_enforced(self, world):
+        invitation = self.invite(world.globex, "bob")
+        client = client_for(world.bob, enforce_csrf_checks=True)
+        refused = client.post(self.url, {"invitation": invitation.pk, "op": "accept"})
+        assert refused.status_code == 403
+        assert not Membership.objects.for_tenant(world.globex).filter(user=world.bob).exists()
+
+
 class TestHome:
     url = "/"
 

@@ -1,8 +1,7 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Membership, Tenant
+from controlplane.tenancy.models import Invitation, Membership, Tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -32,17 +31,28 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, help_text="An existing user's username.")
+    username = serializers.RegexField(
+        r"^[\w.@+-]+$",
+        max_length=150,
+        help_text="The account name to invite; they join when they accept.",
+        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
+    )
     role = serializers.ChoiceField(choices=Role.choices)
 
-    def validate_username(self, value):
-        user = get_user_model().objects.filter(username=value, is_active=True).first()
-        if user is None:
-            raise serializers.ValidationError(
-                f"No active user named {value!r}: check the spelling, or ask the site "
-                "administrator to create the account (manage.py create_user)."
-            )
-        return user
+
+class InvitationSerializer(serializers.ModelSerializer):
+    invited_by = serializers.CharField(
+        source="invited_by.username", read_only=True, default=None, allow_null=True
+    )
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["username", "role", "status", "invited_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+    def get_status(self, invitation) -> str:
+        return "invited"
 
 
 class MembershipUpdateSerializer(serializers.Serializer):

@@ -3,16 +3,17 @@ from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from controlplane.api.base import TenantViewSet
+from controlplane.api.base import TenantListCreateDestroyViewSet, TenantViewSet
 from controlplane.tenancy import services
 from controlplane.tenancy.api.serializers import (
+    InvitationSerializer,
     MembershipCreateSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     TenantSerializer,
 )
 from controlplane.tenancy.filtersets import MembershipFilterSet
-from controlplane.tenancy.models import Membership, Tenant
+from controlplane.tenancy.models import Invitation, Membership, Tenant
 from controlplane.tenancy.selectors import memberships_of
 
 
@@ -51,17 +52,23 @@ class MembershipViewSet(TenantViewSet):
     def refine_queryset(self, queryset):
         return queryset.select_related("user")
 
-    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    @extend_schema(
+        request=MembershipCreateSerializer,
+        responses={202: InvitationSerializer},
+        description="Invite an account by name: the answer is the same whether or not such "
+        "an account exists; it becomes a member when its holder accepts.",
+    )
     def create(self, request, *args, **kwargs):
         serializer = MembershipCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = services.membership_add(
+        invitation = services.membership_invite(
             tenant=self.tenant,
-            user=serializer.validated_data["username"],
+            username=serializer.validated_data["username"],
             role=serializer.validated_data["role"],
             actor_role=self.access.role,
+            invited_by=request.user,
         )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -77,3 +84,20 @@ class MembershipViewSet(TenantViewSet):
 
     def perform_destroy(self, instance):
         services.membership_remove(membership=instance, actor_role=self.access.role)
+
+
+class InvitationViewSet(TenantListCreateDestroyViewSet):
+    """Pending invitations (made with ``POST members/``); DELETE withdraws one."""
+
+    model = Invitation
+    serializer_class = InvitationSerializer
+    lookup_field = "username"
+    lookup_value_regex = r"[\w.@+-]+"
+    ordering = "username"
+    http_method_names = ["get", "delete", "head", "options"]
+
+    def refine_queryset(self, queryset):
+        return queryset.select_related("invited_by").order_by("username")
+
+    def perform_destroy(self, instance):
+        services.invitation_cancel(invitation=instance, actor_role=self.access.role)
