@@ -216,6 +216,7 @@ PAGES: dict[str, list[Page] | None] = {
     "dashboard:home": one("home"),  # alice's only tenant: her overview
     "dashboard:login": one("login"),  # opened signed out, see sign_in_checked
     "dashboard:logout": None,  # POST only: the "Sign out" form of every page
+    "dashboard:invitations": None,  # POST only: Accept / Decline on the home page
     "dashboard:overview": one("overview"),
     "dashboard:members": one("members"),
     "dashboard:tokens": one("tokens"),
@@ -272,7 +273,7 @@ PAGES: dict[str, list[Page] | None] = {
         Page("approval-decided", lambda o: {"pk": o.decided_approval}),
     ],
 }
-OUTSIDE_TENANT = {"dashboard:home", "dashboard:login", "dashboard:logout"}
+OUTSIDE_TENANT = {"dashboard:home", "dashboard:login", "dashboard:logout", "dashboard:invitations"}
 
 
 def unmapped_url_names() -> list[str]:
