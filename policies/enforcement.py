@@ -7,6 +7,14 @@ request (or finds the decision a person already made on the same call), stores t
 decision, audits refusals and records a ``policy.decision`` event in the run's timeline.
 ``before_model`` / ``after_model`` reserve and reconcile budget spend around each model
 call; ``step_started`` counts the step against the step and wall-time budgets.
+
+Token estimate before a model call (what ``before_model`` reserves): the request's input,
+about one token per four characters of the JSON sent (messages and tool schemas, see
+``runs.engine.llm.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
+(1,024 when unset) capped at ``OUTPUT_ESTIMATE_CAP``, since answers rarely use their
+whole allowance. After the call the estimate is replaced by the actual usage; when that
+takes the spend past a soft limit nobody agreed to pass, the step asks at once (see
+``after_model``).
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy
 from runs.engine.calls import StepFailure
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
-DEFAULT_OUTPUT_ESTIMATE = 1024  # tokens reserved for a model call without max_tokens
+DEFAULT_OUTPUT_ESTIMATE = 1024  # output tokens of a model call without max_tokens
+# Output tokens reserved at most: an agent turn (a tool call, a short answer) is rarely
+# longer, and reserving all of max_tokens stopped runs that were far inside their budget.
+OUTPUT_ESTIMATE_CAP = 256
 
 
 class BudgetExceeded(StepFailure):
@@ -89,9 +100,26 @@ class StepPolicy:
 
     def _budget_wait(self, reason: str, key: str) -> None:
         """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
+        from policies.models import ApprovalRequest
         from policies.services import approval_create
         from runs.engine.runner import StepWaiting
 
+        refused = (
+            ApprovalRequest.objects.for_tenant(self.tenant)
+            .filter(
+                run_id=self.run.pk,
+                kind=ApprovalKind.POLICY,
+                rule=key,
+                status__in=(ApprovalStatus.DENIED, ApprovalStatus.EXPIRED),
+            )
+            .select_related("decided_by")
+            .order_by("-id")
+            .first()
+        )
+        if refused is not None:
+            # a person said no (or nobody answered in time): stop, instead of asking forever
+            who = refused.decided_by.get_username() if refused.decided_by else "expiry"
+            raise BudgetExceeded(f"{reason.split(';')[0]}; {who} refused to go past it")
         approval = approval_create(
             run=self.run,
             step_run=self.ctx.step,
@@ -133,23 +161,40 @@ class StepPolicy:
         if reservation is not None:
             reconcile(reservation, Spend(steps=1))
 
-    def before_model(self, *, provider: Any, model: str, max_tokens: int | None) -> Any:
-        """Reserve an estimate of the next model call's spend; None when no budget applies."""
+    def before_model(
+        self, *, provider: Any, model: str, max_tokens: int | None, input_tokens: int = 0
+    ) -> Any:
+        """Reserve an estimate of the next model call's spend (``input_tokens``, the
+        request's estimated size, plus the capped output; see the module docstring);
+        None when no budget applies."""
         from agents.providers.base import cost_usd
         from policies.limits import Spend
 
         if not self.policy_set.budgets:
             return None
-        output = int(max_tokens or DEFAULT_OUTPUT_ESTIMATE)
-        last_input = int(self.run.input_tokens or 0) // max(1, self.spend()["steps"])
-        estimate_cost = cost_usd(provider, model, last_input, output) if provider else 0.0
-        return self._reserve(Spend(tokens=last_input + output, cost_usd=estimate_cost))
+        output = min(int(max_tokens or DEFAULT_OUTPUT_ESTIMATE), OUTPUT_ESTIMATE_CAP)
+        estimate_input = max(0, int(input_tokens))
+        estimate_cost = cost_usd(provider, model, estimate_input, output) if provider else 0.0
+        return self._reserve(Spend(tokens=estimate_input + output, cost_usd=estimate_cost))
 
     def after_model(self, reservation: Any, *, tokens: int, cost: float) -> None:
-        from policies.limits import Spend, reconcile
+        """Replace the estimate with the call's actual spend; if that takes the spend past a
+        soft limit nobody agreed to pass, open the approval now and pause the step
+        (StepWaiting). Like every approval asked for in the middle of a step, approving it
+        runs the step again, with the limit acknowledged."""
+        from policies.limits import Spend, reconcile, soft_crossed
 
-        if reservation is not None:
-            reconcile(reservation, Spend(tokens=int(tokens), cost_usd=float(cost)))
+        if reservation is None:
+            return
+        reconcile(reservation, Spend(tokens=int(tokens), cost_usd=float(cost)))
+        budgets = _budgets_for(self.policy_set, self.tenant.pk, self.run.pk)
+        check = soft_crossed(
+            self.tenant.pk,
+            budgets,
+            soft_acknowledged={k.removeprefix("budget:") for k in self._soft_acknowledged},
+        )
+        if check is not None:
+            self._budget_wait(check.reason, f"budget:{check.scope}:{check.dimension}")
 
     def model_failed(self, reservation: Any) -> None:
         from policies.limits import release

@@ -8,7 +8,10 @@ Both are enforced *before* a call, never after:
 * Budgets reserve a call's estimated spend with one conditional ``UPDATE`` per scope
   (used + reserved + estimate within every hard limit), so concurrent calls cannot
   together overshoot; after the call, ``reconcile`` swaps the estimate for the actual
-  spend and ``release`` gives it back when the call failed before spending.
+  spend and ``release`` gives it back when the call failed before spending. A call that
+  spends more than its estimate can take a scope past a hard limit by that difference;
+  the next reservation in the scope is then refused. Soft limits are checked at
+  ``reserve`` (with the estimate) and again after ``reconcile`` with ``soft_crossed``.
 """
 
 from __future__ import annotations
@@ -644,7 +647,9 @@ def _soft_crossings(
     counters = {c.scope: c for c in _counters(tenant_id).filter(scope__in=soft_scopes)}
     crossed = []
     for scope in sorted(soft_scopes):
-        budget, counter = budgets[scope], counters[scope]
+        budget, counter = budgets[scope], counters.get(scope)
+        if counter is None:  # nothing spent in this scope yet
+            continue
         totals: list[tuple[str, float | Decimal, float | None]] = [
             ("tokens", counter.tokens + counter.reserved_tokens, budget.soft_tokens),
             (
@@ -733,6 +738,37 @@ def reserve(
         dimension=None,
         reason="within budget",
         reservation=reservation,
+    )
+
+
+def soft_crossed(
+    tenant_id: int,
+    budgets: Mapping[str, Budget],
+    *,
+    soft_acknowledged: set[str] | frozenset[str] = frozenset(),
+) -> BudgetCheck | None:
+    """After a ``reconcile``: the soft limits the spend is now past that nobody agreed to
+    pass, as a soft (not hard) ``BudgetCheck``; None when there are none.
+
+    ``reserve`` checks soft limits with the call's estimate; this checks them with what
+    calls actually spent, so a call that cost more than its estimate is asked about at once
+    instead of never (when it was the last call) or only before the next one.
+    """
+    crossed = _soft_crossings(tenant_id, budgets, soft_acknowledged)
+    if not crossed:
+        return None
+    scope, dimension, total, limit = crossed[0]
+    return BudgetCheck(
+        ok=False,
+        hard=False,
+        scope=scope,
+        dimension=dimension,
+        reason=(
+            f"{_scope_label(scope)} has reached {_amount(dimension, total)}, past its "
+            f"soft limit of {_amount(dimension, limit)}; approval needed to continue"
+        ),
+        reservation=None,
+        soft_keys=tuple(f"{s}:{d}" for s, d, _, _ in crossed),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -178,6 +179,21 @@ def parse_output(content: str, schema: dict[str, Any]) -> tuple[Any, list[dict[s
         where = f" (line {exc.lineno}, column {exc.colno}: {exc.msg})" if text else ""
         return None, [{"path": "$", "message": f"the answer is not valid JSON{where}"}]
     return value, validation_errors(schema, value)
+
+
+def estimate_input_tokens(messages: Iterable[Message], tools: Iterable[ToolSpec]) -> int:
+    """What a model call's request will count as input, before it is sent: one token per
+    four characters of the messages and tool schemas as JSON (the usual rule of thumb for
+    English and JSON; providers' tokenizers differ, and the budget is reconciled to the
+    actual usage after the call)."""
+    payload = {
+        "messages": messages_to_json(messages),
+        "tools": [
+            {"name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in tools
+        ],
+    }
+    return math.ceil(len(json.dumps(payload, ensure_ascii=False, default=str)) / 4)
 
 
 def format_errors(errors: list[dict[str, str]]) -> str:
@@ -498,7 +514,10 @@ class _AgentLoop:
         reservation = None
         if call.budget is not None:
             reservation = call.budget.before_model(
-                provider=provider, model=self.model, max_tokens=self.config.get("max_tokens")
+                provider=provider,
+                model=self.model,
+                max_tokens=self.config.get("max_tokens"),
+                input_tokens=estimate_input_tokens(messages, specs),
             )
         started = time.perf_counter()
         try:
@@ -545,10 +564,6 @@ class _AgentLoop:
         self.input_tokens += reply.input_tokens
         self.output_tokens += reply.output_tokens
         self.cost += cost
-        if call.budget is not None:
-            call.budget.after_model(
-                reservation, tokens=reply.input_tokens + reply.output_tokens, cost=cost
-            )
         call.emit(
             "model.call",
             {
@@ -566,6 +581,11 @@ class _AgentLoop:
                 "content": reply.content[:EVENT_CONTENT_LIMIT],
             },
         )
+        if call.budget is not None:
+            # after the event: a soft limit this call crossed pauses the step here
+            call.budget.after_model(
+                reservation, tokens=reply.input_tokens + reply.output_tokens, cost=cost
+            )
         return reply
 
     # -- tools -------------------------------------------------------------------------------

@@ -78,8 +78,8 @@ REFUND_OVER_100 = {
 class TestApprovalsRequiredByPolicy:
     def test_the_run_pauses_until_approved_then_calls_the_tool_once(self, acme, worker):
         world = acme
+        wf = _refund_agent(world, 150)  # a policy names only tools that exist
         _policy(world, REFUND_OVER_100)
-        wf = _refund_agent(world, 150)
         run = _start(world, wf)
         approval = _approval(run)
         assert approval.kind == "policy"
@@ -116,16 +116,18 @@ class TestApprovalsRequiredByPolicy:
 
     def test_small_refunds_pass_without_asking(self, acme, worker):
         world = acme
+        wf = _refund_agent(world, 50)
         _policy(world, REFUND_OVER_100)
-        run = wait_for_run(_start(world, _refund_agent(world, 50)))
+        run = wait_for_run(_start(world, wf))
         assert run.status == "succeeded", run.status_reason
         assert not ApprovalRequest.objects.for_tenant(world.acme).filter(run=run).exists()
         assert Ticket.objects.for_tenant(world.acme).count() == 1
 
     def test_a_denied_approval_reaches_the_agent_as_a_tool_error(self, acme, worker):
         world = acme
+        wf = _refund_agent(world, 150)
         _policy(world, REFUND_OVER_100)
-        run = _start(world, _refund_agent(world, 150))
+        run = _start(world, wf)
         _decide(world, _approval(run), approve=False, comment="duplicate refund")
         run = wait_for_run(run)
         assert run.status == "succeeded", run.status_reason  # the agent answered without it
@@ -137,8 +139,8 @@ class TestApprovalsRequiredByPolicy:
 
     def test_a_tool_step_waits_for_approval_too(self, acme, worker):
         world = acme
-        _policy(world, REFUND_OVER_100)
         make_tool(world.acme, slug="refund", builtin="ticket_create")
+        _policy(world, REFUND_OVER_100)
         wf = _workflow(
             world,
             "direct",
@@ -163,8 +165,9 @@ class TestApprovalsRequiredByPolicy:
         world = acme
         definition = json.loads(json.dumps(REFUND_OVER_100))
         definition["rules"][0]["approvers"] = {"role": "admin", "quorum": 2}
+        wf = _refund_agent(world, 150)
         _policy(world, definition)
-        run = _start(world, _refund_agent(world, 150))
+        run = _start(world, wf)
         approval = _approval(run)
         assert approval.required_approvals == 2
         _decide(world, approval, approve=True)
@@ -265,12 +268,13 @@ class TestDenials:
 
     def test_log_only_records_what_it_would_do_and_changes_nothing(self, acme, worker):
         world = acme
+        wf = _refund_agent(world, 50)
         _policy(
             world,
             {"rules": [{"id": "shadow", "effect": "deny", "tools": ["refund"]}]},
             mode="log_only",
         )
-        run = wait_for_run(_start(world, _refund_agent(world, 50)))
+        run = wait_for_run(_start(world, wf))
         assert run.status == "succeeded", run.status_reason
         decision = PolicyDecision.objects.for_tenant(world.acme).get(
             run_id=run.pk, action="call_tool"
@@ -338,6 +342,7 @@ class TestLimits:
 
     def test_a_tool_rate_limit_refuses_calls_past_the_burst(self, acme, worker):
         world = acme
+        one, two = _refund_agent(world, 10, slug="one"), _refund_agent(world, 10, slug="two")
         _policy(
             world,
             {
@@ -353,8 +358,8 @@ class TestLimits:
             },
             slug="rates",
         )
-        first = wait_for_run(_start(world, _refund_agent(world, 10, slug="one")))
-        second = wait_for_run(_start(world, _refund_agent(world, 10, slug="two")))
+        first = wait_for_run(_start(world, one))
+        second = wait_for_run(_start(world, two))
         assert first.status == second.status == "succeeded"
         assert "result" in _tool_events(first)[0]
         error = _tool_events(second)[0]["error"]
