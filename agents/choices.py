@@ -52,3 +52,18 @@ class TicketPriority(models.TextChoices):
     NORMAL = "normal", "Normal"
     HIGH = "high", "High"
     URGENT = "urgent", "Urgent"
+
+
+# Tools the engine itself offers an llm agent, by group, when the version's configuration
+# grants the group (``"builtin_tools": ["context", "memory"]``; none by default). Their calls
+# pass the policy decision point as ``call_tool`` with the tool's name and the risk below.
+BUILTIN_TOOL_GROUPS: dict[str, tuple[str, ...]] = {
+    "context": ("context_get", "context_set"),  # the run's shared context
+    "memory": ("memory_get", "memory_set"),  # the agent's long-term memory, across runs
+}
+BUILTIN_TOOL_RISKS: dict[str, str] = {
+    "context_get": "read",
+    "context_set": "write",
+    "memory_get": "read",
+    "memory_set": "write",
+}

@@ -69,6 +69,7 @@ def config_example(kind: str, tenant: Any) -> dict[str, Any]:
         "temperature": 0.2,
         "max_tokens": 1024,
         "max_iterations": 8,
+        "builtin_tools": [],  # "context", "memory": engine tools, none unless listed
     }
 
 

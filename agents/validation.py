@@ -10,7 +10,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from agents.choices import AgentKind, ProviderKind, Status
+from agents.choices import BUILTIN_TOOL_GROUPS, AgentKind, ProviderKind, Status
 from agents.models import ProviderConnection, Secret
 from controlplane import egress
 
@@ -57,6 +57,14 @@ CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 200000},
             "output_schema": {"type": ["object", "null"]},
             "max_iterations": {"type": "integer", "minimum": 1, "maximum": 50},
+            "builtin_tools": {
+                "type": "array",
+                "items": {"enum": list(BUILTIN_TOOL_GROUPS)},
+                "uniqueItems": True,
+                "description": "Engine tools the agent gets besides its granted tools: "
+                "context (context_get, context_set: the run's shared context), memory "
+                "(memory_get, memory_set: its long-term memory). None when omitted.",
+            },
         },
     },
     AgentKind.HTTP: {

@@ -64,6 +64,8 @@ from controlplane.dashboard.pages import (
     version_diff_context,
 )
 
+MEMORY_SHOWN = 100  # memory keys listed on an agent's page; the API pages through the rest
+
 # agents ------------------------------------------------------------------------------------
 
 
@@ -182,7 +184,20 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
             or AgentToolGrantForm(tenant=self.tenant, agent=agent),
         )
         data.update(self.diff(versions, current))
+        data.update(self.memory(agent, current))
         return data
+
+    def memory(self, agent: Agent, current: AgentVersion | None) -> dict[str, Any]:
+        """What the agent remembers across runs (its memory_set tool) and its engine tools."""
+        from runs.memory import agent_memory  # the memory rows live with the runs
+
+        entries = agent_memory(agent)
+        return {
+            "builtin_tools": (current.config.get("builtin_tools") or []) if current else [],
+            "memory_entries": [(e.key, pretty(e.value)) for e in entries[:MEMORY_SHOWN]],
+            "memory_count": entries.count(),
+            "memory_shown": MEMORY_SHOWN,
+        }
 
     def diff(self, versions: list[AgentVersion], current: AgentVersion | None) -> dict[str, Any]:
         numbers = [v.number for v in versions]
@@ -198,7 +213,28 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
         "enable": "toggle",
         "grant": "grant",
         "revoke": "revoke",
+        "memory_forget": "memory_forget",
+        "memory_clear": "memory_clear",
     }
+
+    def memory_forget(self, agent: Agent) -> HttpResponse:
+        from runs.memory import agent_memory_clear
+
+        key = self.request.POST.get("key", "")
+        if agent_memory_clear(agent=agent, key=key):
+            messages.success(self.request, f"{agent.slug} no longer remembers “{key}”.")
+        else:
+            messages.error(self.request, f"{agent.slug} remembers nothing under “{key}”.")
+        return redirect(f"{self.request.path}#memory")
+
+    def memory_clear(self, agent: Agent) -> HttpResponse:
+        from runs.memory import agent_memory_clear
+
+        removed = agent_memory_clear(agent=agent)
+        messages.success(
+            self.request, f"{agent.slug}'s memory cleared ({len(removed)} keys forgotten)."
+        )
+        return redirect(f"{self.request.path}#memory")
 
     def publish(self, agent: Agent) -> HttpResponse:
         form = AgentPublishForm(self.request.POST)

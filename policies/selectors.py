@@ -79,8 +79,10 @@ def with_version_counts(queryset: QuerySet) -> QuerySet:
 
 def known_names(tenant: Any) -> KnownNames:
     """The agent and tool slugs and model names a policy of ``tenant`` may name, whatever
-    their status (a disabled tool may be enabled again): models from the providers' model
-    lists and from every agent version's configuration."""
+    their status (a disabled tool may be enabled again): tools include the engine's
+    context_get/context_set/memory_get/memory_set; models from the providers' model lists
+    and from every agent version's configuration."""
+    from agents.choices import BUILTIN_TOOL_RISKS
     from agents.models import Agent, AgentVersion, ProviderConnection, Tool
 
     models: set[str] = set()
@@ -90,6 +92,7 @@ def known_names(tenant: Any) -> KnownNames:
     models.update(m for m in configured.distinct() if isinstance(m, str) and m)
     return KnownNames(
         agents=frozenset(Agent.objects.for_tenant(tenant).values_list("slug", flat=True)),
-        tools=frozenset(Tool.objects.for_tenant(tenant).values_list("slug", flat=True)),
+        tools=frozenset(Tool.objects.for_tenant(tenant).values_list("slug", flat=True))
+        | frozenset(BUILTIN_TOOL_RISKS),  # the engine's context and memory tools
         models=frozenset(models),
     )

@@ -99,6 +99,8 @@ API_ROUTES: dict[str, str] = {
     "api:agent-rollback": "agent",
     "api:agent-versions": "agent",
     "api:agent-version": "agent_version",
+    "api:agent-memory": "agent",
+    "api:agent-memory-key": "agent_memory",
     "api:tool-list": OBJECTLESS,
     "api:tool-detail": "tool",
     "api:tool-permissions": "tool",
@@ -207,6 +209,7 @@ MISSING_KEYS = {
     "run": 987654321,
     "seq": 987654321,
     "number": 987654,
+    "key": "no-such-key",
 }
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 ROLES = [Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.OWNER]
@@ -374,6 +377,16 @@ class Objects:
 
     def agent_version(self, tenant):
         return {"slug": self.keys("agent", tenant)["slug"], "number": 1}
+
+    def agent_memory(self, tenant):
+        from runs.models import AgentMemory
+
+        slug = self.keys("agent", tenant)["slug"]
+        agent = Agent.objects.for_tenant(tenant).get(slug=slug)
+        AgentMemory.objects.for_tenant(tenant).create(
+            tenant=tenant, agent=agent, key=f"{tenant.slug}-key", value={"remembered": True}
+        )
+        return {"slug": slug, "key": f"{tenant.slug}-key"}
 
     def tool(self, tenant):
         return {"slug": make_tool(tenant, slug=f"{tenant.slug}-tool").slug}

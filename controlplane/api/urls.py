@@ -15,7 +15,12 @@ from policies.api.views import (
     PolicyViewSet,
     policy_definition_schema,
 )
-from runs.api.views import RunViewSet, WorkflowViewSet, workflow_definition_schema
+from runs.api.views import (
+    AgentMemoryViewSet,
+    RunViewSet,
+    WorkflowViewSet,
+    workflow_definition_schema,
+)
 
 tenant_router = SimpleRouter(trailing_slash=True)
 tenant_router.register("members", MembershipViewSet, basename="member")
@@ -32,6 +37,16 @@ tenant_router.register("policy-decisions", PolicyDecisionViewSet, basename="poli
 app_name = "api"
 urlpatterns = [
     path("tenants/", MyTenantsView.as_view(), name="tenant-list"),
+    path(
+        "t/<slug:tenant>/agents/<slug:slug>/memory/",
+        AgentMemoryViewSet.as_view({"get": "list", "delete": "clear"}),
+        name="agent-memory",
+    ),
+    path(
+        "t/<slug:tenant>/agents/<slug:slug>/memory/<path:key>/",
+        AgentMemoryViewSet.as_view({"delete": "forget"}),
+        name="agent-memory-key",
+    ),
     path("t/<slug:tenant>/", include(tenant_router.urls)),
     path(
         "schemas/workflow-definition/",

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from agents.choices import Status
 from controlplane.tenancy.models import slug_validator
 from runs.choices import RunStatus
-from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
+from runs.models import AgentMemory, Run, RunEvent, StepRun, Workflow, WorkflowVersion
 from runs.pins import pinned_versions
 
 
@@ -239,3 +239,18 @@ class RunDetailSerializer(RunSerializer):
     def get_steps(self, obj) -> list[dict]:
         steps = StepRun.objects.unscoped().filter(run=obj).select_related("agent_version")
         return StepRunSerializer(steps, many=True).data
+
+
+class AgentMemorySerializer(serializers.ModelSerializer):
+    """One key an agent remembers across runs."""
+
+    value = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = AgentMemory
+        fields = ["key", "value", "updated_at"]
+        read_only_fields = fields
+
+
+class AgentMemoryRemovedSerializer(serializers.Serializer):
+    removed = serializers.ListField(child=serializers.CharField(), help_text="The keys forgotten.")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from agents.models import Agent
-from controlplane.api.base import TenantViewSet
+from controlplane.api.base import TenantScopedViewMixin, TenantViewSet
 from controlplane.rbac.denials import record_denial
-from runs import services
+from runs import memory, services
 from runs.api.serializers import (
+    AgentMemoryRemovedSerializer,
+    AgentMemorySerializer,
     RunDetailSerializer,
     RunEventSerializer,
     RunRerunSerializer,
@@ -303,3 +305,47 @@ class RunViewSet(TenantViewSet):
         if self.action == "events":
             return queryset
         return super().filter_queryset(queryset)
+
+
+class AgentMemoryViewSet(TenantScopedViewMixin, viewsets.GenericViewSet):
+    """An agent's long-term memory (what its ``memory_set`` tool stored): read, forget, clear.
+
+    The agent is found in the URL's tenant (another tenant's is a 404); reading needs
+    ``view_agent``, forgetting ``change_agent`` (a role or a grant on the agent).
+    """
+
+    model = Agent
+    lookup_field = "slug"
+    allow_object_grants = True
+    serializer_class = AgentMemorySerializer
+    action_permissions = {
+        "list": "agents.view_agent",
+        "clear": "agents.change_agent",
+        "forget": "agents.change_agent",
+    }
+
+    @extend_schema(operation_id="agent_memory_list")
+    def list(self, request, *args, **kwargs):
+        """The agent's memory, by key."""
+        entries = memory.agent_memory(self.get_object())
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(AgentMemorySerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="agent_memory_clear", request=None, responses=AgentMemoryRemovedSerializer
+    )
+    def clear(self, request, *args, **kwargs):
+        """Forget everything the agent remembers (audited as agent.memory.clear)."""
+        removed = memory.agent_memory_clear(agent=self.get_object())
+        return Response({"removed": removed})
+
+    @extend_schema(
+        operation_id="agent_memory_forget", request=None, responses=AgentMemoryRemovedSerializer
+    )
+    def forget(self, request, *args, key: str = "", **kwargs):
+        """Forget one key (audited as agent.memory.forget); 404 when the agent has no such key."""
+        agent = self.get_object()
+        removed = memory.agent_memory_clear(agent=agent, key=key)
+        if not removed:
+            raise exceptions.NotFound(f"Agent {agent.slug!r} remembers nothing under {key!r}.")
+        return Response({"removed": removed})

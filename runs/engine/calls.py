@@ -53,7 +53,9 @@ class ExtraTool:
     """An engine-provided tool offered to an LLM agent next to its registry tools.
 
     ``handler(arguments) -> dict`` runs it; ``kind`` is "delegate", "handoff" or "builtin"
-    (run context / memory access). A handoff handler's result ends the agent's turn.
+    (run context / memory access, granted by the version's ``builtin_tools``; its calls are
+    policy-checked as ``call_tool`` with ``risk``). A handoff handler's result ends the
+    agent's turn.
     """
 
     name: str
@@ -62,6 +64,7 @@ class ExtraTool:
     handler: Callable[[dict[str, Any]], dict[str, Any]]
     kind: str = "builtin"
     target: str | None = None  # agent slug for delegate / handoff
+    risk: str | None = None  # builtin: what a policy sees (read for get, write for set)
 
 
 @dataclasses.dataclass

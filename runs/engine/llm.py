@@ -8,9 +8,11 @@ latency; every model call and tool call passes the policy decision point first (
 invocation itself was checked by the runner's ``invoke``, see ``authorize_invocation``).
 
 Tools offered to the model, in this order: the version's pinned registry tools (active
-ones of the call's tenant), the call's ``extra_tools`` (delegation, handoff), and four
-engine tools that are always there: ``context_get`` / ``context_set`` (the run's shared
-context) and ``memory_get`` / ``memory_set`` (the agent's long-term memory).
+ones of the call's tenant), the call's ``extra_tools`` (delegation, handoff), and the engine
+tools the version's ``builtin_tools`` grants (none by default): ``context`` gives
+``context_get`` / ``context_set`` (the run's shared context), ``memory`` gives
+``memory_get`` / ``memory_set`` (the agent's long-term memory). Engine tool calls pass the
+policy decision point like registry tools (``call_tool``, risk read for get, write for set).
 
 A tool that fails, is refused by a policy, needs an approval or does not exist answers
 the model with ``{"error": ..., "code": ...}`` so the model can recover. The step itself
@@ -27,7 +29,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from agents.choices import AgentKind, Status
+from agents.choices import BUILTIN_TOOL_GROUPS, BUILTIN_TOOL_RISKS, AgentKind, Status
 from agents.models import ProviderConnection, Tool
 from agents.providers.base import (
     Adapter,
@@ -313,7 +315,13 @@ class _AgentLoop:
         }
 
     def engine_tools(self) -> list[ExtraTool]:
+        """The engine tools of the groups the version's ``builtin_tools`` grants."""
         call = self.call
+        granted = {
+            name
+            for group in self.config.get("builtin_tools") or ()
+            for name in BUILTIN_TOOL_GROUPS.get(group, ())
+        }
 
         def context_get(arguments: dict[str, Any]) -> dict[str, Any]:
             key = arguments["key"]
@@ -334,7 +342,7 @@ class _AgentLoop:
             call.memory[arguments["key"]] = arguments["value"]
             return {"key": arguments["key"], "saved": True}
 
-        return [
+        tools = [
             ExtraTool(
                 CONTEXT_GET,
                 "Read a value from the run's shared context (visible to every step and agent "
@@ -362,6 +370,9 @@ class _AgentLoop:
                 memory_set,
             ),
         ]
+        for tool in tools:
+            tool.risk = BUILTIN_TOOL_RISKS[tool.name]
+        return [tool for tool in tools if tool.name in granted]
 
     def first_messages(self) -> list[Message]:
         call = self.call
@@ -621,10 +632,10 @@ class _AgentLoop:
                         handoff_to = tool.target
                 else:
                     offered = ", ".join([*registry, *extras])
+                    choices = f"Use one of: {offered}." if offered else "This agent has no tools."
                     outcome = _Outcome(
                         error={
-                            "error": f"There is no tool named '{request.name}'. "
-                            f"Use one of: {offered}.",
+                            "error": f"There is no tool named '{request.name}'. {choices}",
                             "code": "unknown_tool",
                         },
                         kind="unknown",
@@ -692,6 +703,17 @@ class _AgentLoop:
         outcome = _Outcome(kind=tool.kind)
         if tool.target:
             outcome.extra["target"] = tool.target
+        if tool.kind == "builtin":  # delegate and handoff handlers ask their own question
+            decision = self.call.policy(
+                self.request(
+                    "call_tool", tool=tool.name, risk=tool.risk, arguments=request.arguments
+                )
+            )
+            outcome.policy = decision.effect
+            outcome.extra["risk"] = tool.risk
+            if not decision.allowed:
+                outcome.error = decision_error(decision, f"Calling tool '{tool.name}'")
+                return outcome
         try:
             problems = validation_errors(tool.parameters, request.arguments)
             if problems:

@@ -257,7 +257,7 @@ def test_plain_answer_through_openai_sdk_offers_tools_and_prices_the_call(in_ten
         {"role": "user", "content": "Say hello"},
     ]
     assert sent["temperature"] == 0.3 and sent["max_tokens"] == 99
-    assert [t["function"]["name"] for t in sent["tools"]] == list(ENGINE_TOOL_NAMES)
+    assert not sent.get("tools")  # no engine tools unless builtin_tools grants them
     assert "response_format" not in sent
     (event,) = h.of("model.call")
     assert event["simulated"] is False and event["provider"] == "oa"
@@ -332,7 +332,7 @@ def test_context_and_memory_tools_read_and_write_the_call_dicts(in_tenant, sim):
             'SIMULATE call context_set {"key": "broken"}',
         ]
     )
-    agent = sim_agent(in_tenant, "rememberer", prompt)
+    agent = sim_agent(in_tenant, "rememberer", prompt, builtin_tools=["context", "memory"])
     call, h = make_call(
         in_tenant, agent, "hi", run_context={"order": 42}, memory={"greeting": "hello"}
     )
@@ -358,8 +358,61 @@ def test_context_and_memory_tools_read_and_write_the_call_dicts(in_tenant, sim):
     ]
     assert all(e["kind"] == "builtin" and e["idempotency_key"] is None for e in events)
     assert "error" in events[4] and "result" not in events[4]
-    # Engine tools are not registry tools: no policy question, no call index used.
-    assert [r.action for r in h.requests] == ["call_model", "call_model"]
+    # Engine tools pass the decision point like any tool (no call index used: no side effect
+    # outside the run), with the risk of what they do.
+    assert [e["policy"] for e in events] == ["allow"] * 5
+    assert [e["risk"] for e in events] == ["read", "write", "write", "read", "write"]
+    asked = [(r.action, r.tool, r.risk) for r in h.requests]
+    assert asked == [
+        ("call_model", None, None),
+        ("call_tool", "context_get", "read"),
+        ("call_tool", "context_set", "write"),
+        ("call_tool", "memory_set", "write"),
+        ("call_tool", "memory_get", "read"),
+        ("call_tool", "context_set", "write"),
+        ("call_model", None, None),
+    ]
+    assert h.requests[3].arguments == {"key": "last_topic", "value": "refunds"}
+
+
+def test_engine_tools_are_offered_only_when_granted(in_tenant, oa, server):
+    for slug, granted, offered in (
+        ("plain", [], []),
+        ("ctx", ["context"], ["context_get", "context_set"]),
+        ("mem", ["memory"], ["memory_get", "memory_set"]),
+        ("both", ["memory", "context"], list(ENGINE_TOOL_NAMES)),
+    ):
+        agent = oa_agent(in_tenant, slug, builtin_tools=granted)
+        server.script(Reply(body=completion("ok")))
+        invoke_llm(make_call(in_tenant, agent, "hi")[0])
+        sent = server.received[-1].body.get("tools") or []
+        assert [t["function"]["name"] for t in sent] == offered, granted
+
+
+def test_a_policy_can_deny_an_engine_tool(in_tenant, sim):
+    prompt = "\n".join(
+        [
+            'SIMULATE call memory_set {"key": "card", "value": "4111 1111 1111 1111"}',
+            'SIMULATE call memory_get {"key": "card"}',
+        ]
+    )
+    agent = sim_agent(in_tenant, "hoarder", prompt, builtin_tools=["memory"])
+
+    def no_memory_writes(request: PolicyRequest) -> Decision:
+        if request.action == "call_tool" and request.risk == "write":
+            return Decision(effect="deny", reason="nothing is remembered")
+        return decide(request)
+
+    call, h = make_call(in_tenant, agent, "hi", policy=no_memory_writes)
+    result = invoke_llm(call)
+
+    assert call.memory == {}
+    denied, read = h.of("tool.call")
+    assert (denied["tool"], denied["policy"]) == ("memory_set", "deny")
+    assert denied["error"]["code"] == "policy_denied"
+    assert "nothing is remembered" in denied["error"]["error"]
+    assert (read["tool"], read["policy"], read["result"]["found"]) == ("memory_get", "allow", False)
+    assert tool_results(result)[0]["code"] == "policy_denied"
 
 
 def test_denied_tool_call_is_an_error_the_model_recovers_from(in_tenant, oa, server, ticket_tool):
@@ -389,7 +442,7 @@ def test_denied_tool_call_is_an_error_the_model_recovers_from(in_tenant, oa, ser
     assert event["policy"] == "deny" and event["error"]["code"] == "policy_denied"
     assert event["idempotency_key"] == f"run-{call.run_id}-step-triage-call-0"
     offered = [t["function"]["name"] for t in server.received[0].body["tools"]]
-    assert offered == ["open-ticket", *ENGINE_TOOL_NAMES]
+    assert offered == ["open-ticket"]
 
 
 def test_tool_needing_approval_is_a_tool_error_for_now(in_tenant, sim, ticket_tool):
@@ -411,7 +464,7 @@ def test_tool_needing_approval_is_a_tool_error_for_now(in_tenant, sim, ticket_to
 
 
 def test_unknown_tool_name_is_an_error_the_model_recovers_from(in_tenant, oa, server):
-    agent = oa_agent(in_tenant, "helper")
+    agent = oa_agent(in_tenant, "helper", builtin_tools=["context"])
     server.script(
         Reply(
             body=completion(
@@ -673,6 +726,7 @@ def team(in_tenant, sim):
         in_tenant,
         "billing-agent",
         'You check invoices.\nSIMULATE call context_set {"key": "invoice", "value": "paid"}',
+        builtin_tools=["context"],
     )
     tech = sim_agent(in_tenant, "tech-agent", "You read logs.")
     supervisor = sim_agent(
@@ -855,6 +909,7 @@ def test_handoff_with_simulated_agents_and_separate_memories(in_tenant, sim):
         "front-desk",
         'SIMULATE call memory_set {"key": "seen", "value": true}\n'
         'SIMULATE call handoff_to_billing {"reason": "invoice question"}',
+        builtin_tools=["memory"],
     )
     billing = sim_agent(in_tenant, "billing", "You handle invoices.")
     agents = {a.slug: (a, a.current_version) for a in (front, billing)}

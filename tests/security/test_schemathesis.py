@@ -79,6 +79,10 @@ PATH_OBJECTS = [
         r"/agents/\{slug\}/versions/\{number\}/$",
         {"slug": ("agent", "slug"), "number": ("agent_version", "number")},
     ),
+    (
+        r"/agents/\{slug\}/memory/\{key\}/$",
+        {"slug": ("agent_memory", "slug"), "key": ("agent_memory", "key")},
+    ),
     (r"/agents/\{slug\}/", {"slug": ("agent", "slug")}),
     (r"/tools/\{slug\}/", {"slug": ("tool", "slug")}),
     (r"/providers/\{slug\}/", {"slug": ("provider", "slug")}),
