@@ -160,6 +160,24 @@ def child_check(samples: int) -> dict:
         tenant = tenant_create(slug="bench", name="Bench")
     with context.system_context("bench", tenant=tenant):
         tool_create(tenant=tenant, slug="tool-1", name="Tool", kind="builtin", builtin="calculator")
+        # the rules name these, and a policy may name only what the tenant has
+        from agents.models import Agent, ProviderConnection, Tool
+
+        Tool.objects.for_tenant(tenant).bulk_create(
+            Tool(tenant=tenant, slug=f"tool-{i}", name="Tool", kind="builtin", builtin="calculator")
+            for i in range(TOOLS)
+            if i != 1
+        )
+        Agent.objects.for_tenant(tenant).bulk_create(
+            Agent(tenant=tenant, slug=f"agent-{i}", name="Agent", kind="llm") for i in range(AGENTS)
+        )
+        ProviderConnection.objects.for_tenant(tenant).create(
+            tenant=tenant,
+            slug="bench",
+            name="Bench",
+            kind="simulated",
+            models=[{"name": f"model-{i}"} for i in range(10)],
+        )
         workflow = workflow_create(
             tenant=tenant,
             slug="one",

@@ -366,6 +366,7 @@ def test_policy_pages_fit_a_phone_screen(live_url, world, request, page):
             "tools": ["refund", "tag:payments", "risk:destructive"],
             "condition": "args.amount > 100 && input.customer != 'internal-test-account'",
         }
+        make_tool(acme, slug="refund")  # a policy names only tools that exist
         with context.system_context("tests", tenant=acme):
             policy = policy_services.policy_create(
                 tenant=acme, slug="refund-guard", name="Refund guard", definition={"rules": []}

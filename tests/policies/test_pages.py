@@ -55,6 +55,22 @@ DENY_SEARCH = {
 }
 
 
+def ensure_named_tools(tenant, definition: dict[str, Any]) -> None:
+    """Register the tools a definition names (a policy may name only tools that exist)."""
+    from agents.models import Tool
+    from tests.agents.registry_factories import make_tool
+
+    named = {
+        name
+        for rule in definition.get("rules") or ()
+        for name in rule.get("tools") or ()
+        if not name.startswith(("tag:", "risk:"))
+    }
+    existing = set(Tool.objects.for_tenant(tenant).values_list("slug", flat=True))
+    for slug in sorted(named - existing):
+        make_tool(tenant, slug=slug)
+
+
 def make_policy(
     tenant,
     slug: str = "refund-guard",
@@ -63,18 +79,21 @@ def make_policy(
     activate: bool = True,
     **fields: Any,
 ) -> Policy:
+    definition = definition if definition is not None else {"rules": [REFUND_RULE]}
+    ensure_named_tools(tenant, definition)
     with context.system_context("tests", tenant=tenant):
         return services.policy_create(
             tenant=tenant,
             slug=slug,
             name=fields.pop("name", "Refund guard"),
-            definition=definition if definition is not None else {"rules": [REFUND_RULE]},
+            definition=definition,
             activate=activate,
             **fields,
         )
 
 
 def save_draft(policy: Policy, definition: dict[str, Any], note: str = "") -> PolicyVersion:
+    ensure_named_tools(policy.tenant, definition)
     with context.system_context("tests", tenant=policy.tenant):
         return services.policy_save_version(policy=policy, definition=definition, note=note)
 
