@@ -345,7 +345,8 @@ DASH_CHOICES_JS = """() => Array.from(document.querySelectorAll("select option")
 
 # Button names of the writes (GET forms name theirs "Filter", "Show changes" ...).
 WRITE_WORDS = """publish activate delete cancel approve deny revoke disable enable roll.?back
-resume rerun run.again grant remove save discover test.connection start create add new edit send"""
+resume rerun run.again grant remove save discover test.connection start create add new edit send
+forget clear"""
 WRITE_NAME = r"\b(" + "|".join(WRITE_WORDS.split()) + r")\b"  # a JavaScript RegExp, any case
 
 # What a viewer must not be offered: a form that POSTs (but signing out), an htmx write,
