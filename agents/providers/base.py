@@ -376,11 +376,14 @@ def error_detail(body: object) -> tuple[str, str | None]:
 def json_text(text: str) -> str:
     """Structured output as plain JSON text: unwraps a code fence when that makes it valid."""
     stripped = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", stripped, flags=re.DOTALL)
-    if fenced:
+    # String operations, not a regex: ```(?:json)?\s*(.*?)\s*``` backtracked for minutes on
+    # a fence followed by 20,000 spaces, which any model (or provider endpoint) can send.
+    if len(stripped) >= 6 and stripped.startswith("```") and stripped.endswith("```"):
+        body = stripped[3:-3]
+        inner = (body[4:] if body.startswith("json") else body).strip()
         try:
-            json.loads(fenced.group(1))
+            json.loads(inner)
         except ValueError:
             return text
-        return fenced.group(1)
+        return inner
     return text
