@@ -1,4 +1,5 @@
-"""Request-wide middleware: request id and address in context; 503 when the database is down;
+"""Request-wide middleware: request id and address in context; 503 when the database is down
+or a stored secret cannot be decrypted;
 400 for a NUL character in the query string."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 
 from controlplane import context
+from controlplane.crypto import SecretDecryptionError
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -53,6 +55,8 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        if isinstance(exception, SecretDecryptionError):
+            return secrets_unusable(request, exception)
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
         logger.error("database unavailable: %s", exception)
@@ -74,6 +78,24 @@ class DatabaseUnavailableMiddleware:
         # Rendered without the request: context processors would read the session and the
         # user from the database that is down, and turn this 503 into a bare 500.
         return HttpResponse(render_to_string("503.html"), status=503, headers={"Retry-After": "5"})
+
+
+def secrets_unusable(request, exception: SecretDecryptionError) -> HttpResponse:
+    """503 for a stored secret no configured key decrypts (keys rotated without this server
+    being given the new list): says what to do; an operator's fix, not the user's."""
+    logger.error("secrets unusable: %s", exception)
+    detail = str(exception)
+    if wants_json(request):
+        return JsonResponse(
+            {
+                "type": "server_error",
+                "errors": [{"code": SecretDecryptionError.code, "detail": detail, "attr": None}],
+            },
+            status=503,
+        )
+    # Rendered without the request, like the database page: the page's context must not
+    # need anything that could fail the same way.
+    return HttpResponse(render_to_string("503_secrets.html", {"detail": detail}), status=503)
 
 
 def client_error(code: str, detail: str, *, status: int, attr: str | None = None) -> JsonResponse:

@@ -61,6 +61,10 @@ elif len(SECRET_KEY) < 50:  # what `check --deploy` (security.W009) requires
 
 # Fernet keys for secrets at rest; the first encrypts, all decrypt (rotation).
 _secret_keys = env.list("SECRETS_ENCRYPTION_KEYS", [])
+# Embedded mode without SECRETS_ENCRYPTION_KEYS: the keys live in DATA_DIR/secrets_key
+# (comma-separated, newest first), which `rotate_secrets` rewrites and the running
+# server reads again when a secret does not decrypt (controlplane.crypto).
+SECRETS_KEY_FILE = None
 if not _secret_keys:
     if not EMBEDDED:
         raise ImproperlyConfigured(
@@ -68,7 +72,9 @@ if not _secret_keys:
             "Fernet keys, newest first (python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())')."
         )
-    _secret_keys = [_persisted_secret("secrets_key", lambda: Fernet.generate_key().decode())]
+    _stored = _persisted_secret("secrets_key", lambda: Fernet.generate_key().decode())
+    _secret_keys = [k.strip() for k in _stored.split(",") if k.strip()]
+    SECRETS_KEY_FILE = DATA_DIR / "secrets_key"
 for _index, _key in enumerate(_secret_keys):
     try:
         Fernet(_key)

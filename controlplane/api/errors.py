@@ -18,6 +18,7 @@ from drf_standardized_errors.handler import exception_handler as standardized_ha
 from rest_framework import exceptions
 from rest_framework.fields import get_error_detail
 
+from controlplane.crypto import SecretDecryptionError
 from controlplane.errors import too_big_message
 
 
@@ -28,8 +29,8 @@ class RequestTooLarge(exceptions.APIException):
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, OperationalError | InterfaceError):
-        # Re-raised so DatabaseUnavailableMiddleware answers 503 + Retry-After, not a 500.
+    if isinstance(exc, OperationalError | InterfaceError | SecretDecryptionError):
+        # Re-raised so DatabaseUnavailableMiddleware answers 503 with what to do, not a 500.
         return None
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(detail=too_big_message())

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from controlplane import context
 from controlplane.audit.services import audit_record
+from controlplane.crypto import SecretDecryptionError
 from runs.choices import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 from runs.engine import scheduler
 from runs.engine.calls import StepCancelled, StepFailure
@@ -571,6 +572,8 @@ def execute_step(step_id: int, worker: str) -> None:
             _finish_waiting(step, token, waiting)
         except StepFailure as failure:
             _finish_failure(step, token, failure)
+        except SecretDecryptionError as exc:  # keys rotated without this worker: say so
+            _finish_failure(step, token, StepFailure(str(exc), code="secrets_unusable"))
         except Exception as exc:  # a bug in an executor must not kill the worker loop
             logger.exception("step %s crashed", step.pk)
             _finish_failure(

@@ -1,5 +1,6 @@
 """The http agent webhook contract against a loopback server, and secret key rotation."""
 
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,3 +165,100 @@ class TestRotateSecrets:
         settings.SECRETS_ENCRYPTION_KEYS = [old_key]
         with context.tenant_context(world.acme):
             assert Secret.objects.get(name="crm").value == "crm-value"
+
+
+@pytest.mark.django_db
+class TestKeysTheServerCannotUse:
+    """Issue 12, item 14: keys rotated under a running server are a 503 that says what to do
+    (API, dashboard, a run's step), never a 500; in embedded mode rotation updates the key
+    file the server reads, so the server keeps working."""
+
+    def _rotated_away(self, world, settings):
+        make_provider(
+            world.acme,
+            slug="oa",
+            kind="openai",
+            api_key="sk-rotate-me",
+            base_url="https://api.openai.com/v1",
+        )
+        settings.SECRETS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    def test_the_api_answers_503_with_what_to_do(self, world, settings, api):
+        self._rotated_away(world, settings)
+        client = api(world.alice, world.acme)
+        for response in (
+            client.post("/api/v1/t/acme/providers/oa/test/"),
+            client.get("/api/v1/t/acme/providers/oa/"),
+        ):
+            assert response.status_code == 503, response.content
+            body = response.json()
+            assert body["type"] == "server_error"
+            (error,) = body["errors"]
+            assert error["code"] == "secrets_key_unusable"
+            assert "SECRETS_ENCRYPTION_KEYS" in error["detail"]
+            assert "newest first" in error["detail"]
+
+    def test_the_dashboard_answers_503_with_what_to_do(self, world, settings):
+        from tests.dashboard.test_pages import client_for
+
+        self._rotated_away(world, settings)
+        client = client_for(world.alice)
+        for response in (
+            client.get("/t/acme/providers/oa/"),
+            client.post("/t/acme/providers/oa/", {"op": "test"}),
+        ):
+            assert response.status_code == 503
+            body = response.content.decode()
+            assert "cannot decrypt" in body and "SECRETS_ENCRYPTION_KEYS" in body
+
+    def test_embedded_rotation_updates_the_key_file_the_running_server_reads(
+        self, world, settings, tmp_path, api
+    ):
+        old_key = settings.SECRETS_ENCRYPTION_KEYS[0]
+        new_key = Fernet.generate_key().decode()
+        key_file = tmp_path / "secrets_key"
+        key_file.write_text(old_key + "\n")
+        # the server: embedded, no SECRETS_ENCRYPTION_KEYS, keys read from the file at start
+        settings.EMBEDDED, settings.DATA_DIR = True, tmp_path
+        settings.SECRETS_ENCRYPTION_KEYS, settings.SECRETS_KEY_FILE = [old_key], key_file
+        make_provider(
+            world.acme,
+            slug="oa",
+            kind="openai",
+            api_key="sk-rotate-me",
+            base_url="https://api.openai.com/v1",
+        )
+
+        # the operator, in another shell: SECRETS_ENCRYPTION_KEYS=<new>,<old> rotate_secrets
+        settings.SECRETS_ENCRYPTION_KEYS, settings.SECRETS_KEY_FILE = [new_key, old_key], None
+        out = io.StringIO()
+        call_command("rotate_secrets", stdout=out)
+        assert key_file.read_text() == f"{new_key},{old_key}\n"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert str(key_file) in out.getvalue()
+        assert not list(tmp_path.glob(".secrets_key.*"))  # no temporary file left behind
+        settings.SECRETS_ENCRYPTION_KEYS = [new_key]  # re-encrypted under the new key
+        with context.tenant_context(world.acme):
+            assert ProviderConnection.objects.get(slug="oa").api_key == "sk-rotate-me"
+
+        # the server, still with the keys it started with, reads the new file
+        settings.SECRETS_ENCRYPTION_KEYS, settings.SECRETS_KEY_FILE = [old_key], key_file
+        response = api(world.alice, world.acme).get("/api/v1/t/acme/providers/oa/")
+        assert response.status_code == 200, response.content
+        with context.tenant_context(world.acme):
+            assert ProviderConnection.objects.get(slug="oa").api_key == "sk-rotate-me"
+
+
+def test_an_embedded_server_starts_with_every_key_of_the_key_file(tmp_path):
+    from tests.test_settings import VALID_SECRET_KEY, run_python
+
+    new_key, old_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    (tmp_path / "secrets_key").write_text(f"{new_key},{old_key}\n")
+    result = run_python(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.SECRETS_ENCRYPTION_KEYS, settings.SECRETS_KEY_FILE)",
+        tmp_path,
+        {"SECRET_KEY": VALID_SECRET_KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{[new_key, old_key]} {tmp_path / 'secrets_key'}"
