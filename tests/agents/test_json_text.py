@@ -1,4 +1,4 @@
-"""Unwrapping a fenced JSON answer cannot be made to backtrack (issue 11 item 2).
+"""Model-facing text is parsed in linear time (issue 11 item 2): fenced JSON, simulator scripts.
 
 ``json_text`` used ``re.fullmatch(r"```(?:json)?\\s*(.*?)\\s*```", ..., re.DOTALL)``: a fence
 followed by 20,000 spaces and no closing fence ran for more than ten minutes holding the
@@ -44,3 +44,19 @@ def test_same_answers_as_the_regex_on_every_short_text():
         for parts in itertools.product(alphabet, repeat=size):
             text = "".join(parts)
             assert json_text(text) == _old_json_text(text), repr(text)
+
+
+def test_simulated_script_lines_are_found_in_linear_time_with_the_same_groups():
+    from agents.providers.simulated import SCRIPT_LINE
+
+    old = re.compile(r"^\s*SIMULATE call (\S+)\s*(.*?)\s*$", re.MULTILINE)
+    prompt = 'You help.\n\n  SIMULATE call kb {"q": 1}\n\t\nSIMULATE call calc\n \nSIMULATE  x'
+    assert (
+        SCRIPT_LINE.findall(prompt)
+        == old.findall(prompt)
+        == [
+            ("kb", '{"q": 1}'),
+            ("calc", ""),
+        ]
+    )
+    assert SCRIPT_LINE.findall("\n" * 100_000 + "x") == []  # 15 s with the old pattern
