@@ -145,16 +145,18 @@ class SimulationForm(forms.Form):
 
 
 def definition_example(tool_slug: str | None = None) -> dict[str, Any]:
-    """A valid starting point: one rule asking approval for large calls of a tool."""
-    tool = tool_slug or "refund"
+    """A valid starting point: one rule asking approval for large calls of a tool (of any
+    tool that writes when the tenant has none yet: a policy names only tools that exist)."""
+    matcher = tool_slug or "risk:write"
+    what = tool_slug or "tools that write"
     return {
         "rules": [
             {
                 "id": "large-calls-need-approval",
-                "description": f"An admin approves calls of {tool} with an amount above 100.",
+                "description": f"An admin approves calls of {what} with an amount above 100.",
                 "effect": "require_approval",
                 "actions": ["call_tool"],
-                "tools": [tool],
+                "tools": [matcher],
                 "condition": "args.amount > 100",
                 "priority": 10,
                 "approvers": {"role": "admin", "quorum": 1},

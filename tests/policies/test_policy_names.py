@@ -186,3 +186,10 @@ def test_the_default_and_demo_policies_name_nothing_a_tenant_may_lack():
     assert validate_names(DEFAULT_DEFINITION, nothing) == []
     for spec in DEMO_POLICIES:
         assert validate_names(spec["definition"], nothing) == [], spec["slug"]
+
+
+def test_the_editors_example_saves_as_is_with_or_without_tools():
+    from policies.forms import definition_example
+
+    assert validate_names(definition_example(None), KnownNames()) == []
+    assert validate_names(definition_example("calc"), KnownNames(tools=frozenset({"calc"}))) == []
