@@ -11,7 +11,7 @@ call; ``step_started`` counts the step against the step and wall-time budgets.
 Token estimate before a model call (what ``before_model`` reserves): the request's input,
 about one token per four characters of the JSON sent (messages and tool schemas, see
 ``runs.engine.llm.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
-(1,024 when unset) capped at ``OUTPUT_ESTIMATE_CAP``, since answers rarely use their
+capped at ``OUTPUT_ESTIMATE_CAP`` (the cap when unset), since answers rarely use their
 whole allowance. After the call the estimate is replaced by the actual usage; when that
 takes the spend past a soft limit nobody agreed to pass, the step asks at once (see
 ``after_model``).
@@ -32,7 +32,6 @@ from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy
 from runs.engine.calls import StepFailure
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
-DEFAULT_OUTPUT_ESTIMATE = 1024  # output tokens of a model call without max_tokens
 # Output tokens reserved at most: an agent turn (a tool call, a short answer) is rarely
 # longer, and reserving all of max_tokens stopped runs that were far inside their budget.
 OUTPUT_ESTIMATE_CAP = 256
@@ -172,7 +171,7 @@ class StepPolicy:
 
         if not self.policy_set.budgets:
             return None
-        output = min(int(max_tokens or DEFAULT_OUTPUT_ESTIMATE), OUTPUT_ESTIMATE_CAP)
+        output = min(int(max_tokens or OUTPUT_ESTIMATE_CAP), OUTPUT_ESTIMATE_CAP)
         estimate_input = max(0, int(input_tokens))
         estimate_cost = cost_usd(provider, model, estimate_input, output) if provider else 0.0
         return self._reserve(Spend(tokens=estimate_input + output, cost_usd=estimate_cost))

@@ -487,6 +487,23 @@ def test_soft_limits_report_every_crossing_at_once(world):
     assert ok.ok
 
 
+def test_a_call_that_spent_more_than_its_estimate_crosses_the_soft_limit_after_reconcile(world):
+    tenant, scope = world.acme.id, run_scope(12)
+    budgets = {scope: Budget(soft_tokens=500)}
+    check = reserve(tenant, Spend(tokens=100), budgets)
+    assert check.ok  # the estimate stays under the soft limit
+    assert limits.soft_crossed(tenant, budgets) is None
+    reconcile(check.reservation, Spend(tokens=700))  # the call used far more
+    crossed = limits.soft_crossed(tenant, budgets)
+    assert (crossed.ok, crossed.hard, crossed.soft_key) == (False, False, "run:12:tokens")
+    assert crossed.reason == (
+        "run 12 has reached 700 tokens, past its soft limit of 500 tokens; "
+        "approval needed to continue"
+    )
+    assert limits.soft_crossed(tenant, budgets, soft_acknowledged={crossed.soft_key}) is None
+    assert limits.soft_crossed(tenant, {run_scope(13): Budget(soft_tokens=1)}) is None
+
+
 def test_day_and_run_scopes_both_apply(world):
     tenant, day = world.acme.id, day_scope(datetime(2026, 11, 22, 12, tzinfo=UTC))
     run_a, run_b = run_scope(10), run_scope(11)
