@@ -433,6 +433,7 @@ class Objects:
         return {"pk": approval.pk}
 
     def policy(self, tenant):
+        make_tool(tenant, slug="refund")  # a policy names only tools its tenant has
         policy = policy_services.policy_create(
             tenant=tenant,
             slug=f"{tenant.slug}-guard",
