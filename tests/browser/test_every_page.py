@@ -6,7 +6,8 @@ run, a run waiting for its approval, a decided approval, a policy with two versi
 recorded decisions, an API token and the audit rows all of that wrote). Then, in one
 browser session per member:
 
-- alice (owner) opens every page at 1280x800 and at 390x844;
+- alice (owner) opens every page at 1280x800, at 820x1180 (a tablet: narrow table columns)
+  and at 390x844;
 - bob (viewer) opens every page at 1280x800: the pages a viewer may read, and the
   audited 403 of the others.
 
@@ -64,6 +65,7 @@ from tests.policies.test_pages import REFUND_RULE, make_policy, record, save_dra
 pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 820, "height": 1180}  # table columns are narrowest here
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_SHOT_HEIGHT = 40_000  # a page longer than this is broken, not long
 
@@ -481,7 +483,7 @@ def test_every_page(every_object, page, live_url, request, username):
     assert not missing, f"Dashboard URL names that this test does not open: {missing}"
     viewer = username == "bob"
     readable = viewer_may_read()
-    viewports = [DESKTOP] if viewer else [DESKTOP, PHONE]
+    viewports = [DESKTOP] if viewer else [DESKTOP, TABLET, PHONE]
     watch = Watch(page, live_url)
     login = Visit("dashboard:login", "login", reverse("dashboard:login"))
     problems: list[str] = []
