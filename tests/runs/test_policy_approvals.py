@@ -65,8 +65,9 @@ def _requeues(run):
 
 def test_two_people_deciding_at_once_resume_the_run_exactly_once(acme, worker):  # noqa: F811
     world = acme
+    workflow = _refund_agent(world, 150)  # the policy names its tool
     _policy(world, REFUND_OVER_100)
-    run = _start(world, _refund_agent(world, 150))
+    run = _start(world, workflow)
     approval = _approval(run)
     outcomes, decide = _race(world, [(world.alice, True), (world.adam, True)])
     threads = [
@@ -89,8 +90,9 @@ def test_two_people_deciding_at_once_resume_the_run_exactly_once(acme, worker): 
 
 def test_a_quorum_reached_by_simultaneous_votes_decides_once(acme, worker):  # noqa: F811
     world = acme
+    workflow = _refund_agent(world, 150)  # the policy names its tool
     _policy(world, _with_approvers(quorum=2))
-    run = _start(world, _refund_agent(world, 150))
+    run = _start(world, workflow)
     approval = _approval(run)
     outcomes, decide = _race(world, [(world.alice, True), (world.adam, True)])
     threads = [
@@ -111,8 +113,9 @@ def test_a_quorum_reached_by_simultaneous_votes_decides_once(acme, worker):  # n
 
 def test_one_deny_decides_even_when_a_quorum_is_needed(acme, worker):  # noqa: F811
     world = acme
+    workflow = _refund_agent(world, 150)  # the policy names its tool
     _policy(world, _with_approvers(quorum=2))
-    run = _start(world, _refund_agent(world, 150))
+    run = _start(world, workflow)
     approval = _approval(run)
     assert _decide_as(world, world.alice, approval, approve=True).status == "pending"
     assert _decide_as(world, world.adam, approval, approve=False).status == "denied"
@@ -124,8 +127,9 @@ def test_one_deny_decides_even_when_a_quorum_is_needed(acme, worker):  # noqa: F
 @pytest.mark.parametrize(("on_expiry", "tickets"), [("deny", 0), ("approve", 1)])
 def test_expiry_applies_the_configured_outcome(acme, worker, on_expiry, tickets):  # noqa: F811
     world = acme
+    workflow = _refund_agent(world, 150)  # the policy names its tool
     _policy(world, _with_approvers(expires_after_minutes=5, on_expiry=on_expiry))
-    run = _start(world, _refund_agent(world, 150))
+    run = _start(world, workflow)
     approval = _approval(run)
     assert approval.on_timeout == on_expiry
     assert approval.expires_at > timezone.now() + timedelta(minutes=4)
@@ -143,8 +147,9 @@ def test_expiry_applies_the_configured_outcome(acme, worker, on_expiry, tickets)
 
 def test_a_guardian_grant_on_the_policy_lets_a_viewer_decide(acme, worker):  # noqa: F811
     world = acme
+    workflow = _refund_agent(world, 150)  # the policy names its tool
     policy = _policy(world, REFUND_OVER_100)
-    run = _start(world, _refund_agent(world, 150))
+    run = _start(world, workflow)
     approval = _approval(run)
     with pytest.raises(PermissionDenied):
         _decide_as(world, world.bob, approval)  # a viewer, without a grant
