@@ -332,7 +332,9 @@ class AgentMemoryViewSet(TenantScopedViewMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(AgentMemorySerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="agent_memory_clear", request=None, responses=AgentMemoryRemovedSerializer
+        operation_id="agent_memory_clear",
+        request=None,
+        responses={200: AgentMemoryRemovedSerializer},  # a DELETE that answers what it removed
     )
     def clear(self, request, *args, **kwargs):
         """Forget everything the agent remembers (audited as agent.memory.clear)."""
@@ -340,7 +342,9 @@ class AgentMemoryViewSet(TenantScopedViewMixin, viewsets.GenericViewSet):
         return Response({"removed": removed})
 
     @extend_schema(
-        operation_id="agent_memory_forget", request=None, responses=AgentMemoryRemovedSerializer
+        operation_id="agent_memory_forget",
+        request=None,
+        responses={200: AgentMemoryRemovedSerializer},  # a DELETE that answers what it removed
     )
     def forget(self, request, *args, key: str = "", **kwargs):
         """Forget one key (audited as agent.memory.forget); 404 when the agent has no such key."""
