@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -350,7 +350,14 @@ def run_resume(*, run: Run) -> Run:
             {"status": f"Only failed or timed-out runs resume; this one is {run.status}."}
         )
     steps = StepRun.objects.filter(run=run)
-    failed = list(steps.filter(status=StepStatus.FAILED, tolerated=False))
+    # A step still running when the run timed out is run again too: a new claim token, so
+    # its old executor's late finish (success or cancel) matches nothing and cannot strand
+    # the resumed run with no step left to run.
+    failed = list(
+        steps.filter(
+            Q(status=StepStatus.FAILED, tolerated=False) | Q(status=StepStatus.RUNNING)
+        ).order_by("id")
+    )
     # Steps cancelled when the run ended never produced output: plan them afresh.
     steps.filter(status__in=[StepStatus.CANCELLED, StepStatus.QUEUED]).delete()
     now = timezone.now()
