@@ -1,4 +1,11 @@
-"""Error pages: JSON in the API's error shape under /api/, templates elsewhere."""
+"""Errors: the coded-error base every layer raises, and the error pages.
+
+``CodedError`` is the one base for failures told in words (``ToolError``, ``StepFailure``,
+``ProviderError``); the handlers answer JSON in the API's error shape under /api/ and
+templates elsewhere. Imports Django and ``controlplane`` only.
+"""
+
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -7,6 +14,39 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 
 from controlplane.middleware import wants_json
+
+
+class CodedError(Exception):
+    """A failure told in words meant for a person or a model, with a stable machine code.
+
+    ``code`` is machine-readable; ``retryable`` says whether the same call may succeed
+    later; ``details`` carries structured extras. Subclasses set ``default_code``.
+    """
+
+    default_code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.retryable = retryable
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as a JSON object (for run events and API bodies)."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            **({"details": self.details} if self.details else {}),
+        }
 
 
 def _json(status: int, code: str, detail: str, kind: str) -> JsonResponse:

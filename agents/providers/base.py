@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from controlplane import egress
+from controlplane.errors import CodedError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,18 +98,18 @@ class ConnectionCheck:
     models: list[str] = dataclasses.field(default_factory=list)
 
 
-class ProviderError(Exception):
+class ProviderError(CodedError):
     """A model call failed; ``message`` says why in plain words and never contains a secret.
 
     ``status`` is the provider's HTTP status when there was one; ``retryable`` tells the
     engine whether the same call may succeed later (rate limit, timeout, server error).
     """
 
+    default_code = "provider_error"
+
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, retryable=retryable)
         self.status = status
-        self.retryable = retryable
 
     def __repr__(self) -> str:
         return f"ProviderError({self.message!r}, status={self.status}, retryable={self.retryable})"

@@ -26,6 +26,7 @@ from referencing.exceptions import Unresolvable
 
 from agents.choices import Status, ToolKind
 from controlplane import context, egress
+from controlplane.errors import CodedError
 
 if TYPE_CHECKING:
     from agents.models import Tool
@@ -36,7 +37,7 @@ logger = logging.getLogger("agents.tools")
 MAX_ERRORS_REPORTED = 20
 
 
-class ToolError(Exception):
+class ToolError(CodedError):
     """A tool call that did not produce a result, told in words meant for a person or a model.
 
     ``code`` is stable and machine-readable (``invalid_arguments``, ``invalid_output``,
@@ -46,28 +47,7 @@ class ToolError(Exception):
     (``errors`` with paths, an HTTP ``status``).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "upstream_error",
-        retryable: bool = False,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retryable = retryable
-        self.details = details or {}
-
-    def as_dict(self) -> dict[str, Any]:
-        """The error as a JSON object (for run events and API bodies)."""
-        return {
-            "code": self.code,
-            "message": self.message,
-            "retryable": self.retryable,
-            **({"details": self.details} if self.details else {}),
-        }
+    default_code = "upstream_error"
 
 
 @dataclasses.dataclass

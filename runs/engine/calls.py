@@ -14,34 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.models import Agent, AgentVersion
+from controlplane.errors import CodedError
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
 
 
-class StepFailure(Exception):
+class StepFailure(CodedError):
     """The step failed; ``retryable`` says whether its retry policy may try again."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "error",
-        retryable: bool = False,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retryable = retryable
-        self.details = details or {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "message": self.message,
-            "code": self.code,
-            "retryable": self.retryable,
-            **({"details": self.details} if self.details else {}),
-        }
 
 
 class StepCancelled(Exception):
