@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane import context
+from controlplane import context, hooks
 from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.roles import ROLE_RANK
 from controlplane.tenancy.choices import Role
@@ -39,9 +39,7 @@ def tenant_create(*, slug: str, name: str, owner: Any | None = None) -> Tenant:
                 target=membership,
                 after=snapshot(membership, _MEMBERSHIP_FIELDS),
             )
-    from policies.services import ensure_default_policy
-
-    ensure_default_policy(tenant)
+    hooks.tenant_created.call(tenant)  # policies: the tenant's default policy
     return tenant
 
 
