@@ -46,7 +46,7 @@ class BudgetExceeded(StepFailure):
 
 
 def _budgets_for(policy_set: PolicySet, tenant_id: int, run_id: int) -> dict[str, Any]:
-    from policies.limits import Budget, day_scope, run_scope
+    from policies.budgets import Budget, day_scope, run_scope
 
     out: dict[str, Any] = {}
     names = {"run": run_scope(run_id), "tenant_daily": day_scope()}
@@ -132,7 +132,7 @@ class StepPolicy:
         raise StepWaiting(approval)
 
     def _reserve(self, estimate: Any) -> Any:
-        from policies.limits import reserve
+        from policies.budgets import reserve
 
         budgets = _budgets_for(self.policy_set, self.tenant.pk, self.run.pk)
         if not budgets:
@@ -154,7 +154,7 @@ class StepPolicy:
 
     def step_started(self) -> None:
         """Count the step against the budgets (raises BudgetExceeded or StepWaiting)."""
-        from policies.limits import Spend, reconcile
+        from policies.budgets import Spend, reconcile
 
         reservation = self._reserve(Spend(steps=1))
         if reservation is not None:
@@ -167,7 +167,7 @@ class StepPolicy:
         request's estimated size, plus the capped output; see the module docstring);
         None when no budget applies."""
         from agents.providers.base import cost_usd
-        from policies.limits import Spend
+        from policies.budgets import Spend
 
         if not self.policy_set.budgets:
             return None
@@ -181,7 +181,7 @@ class StepPolicy:
         soft limit nobody agreed to pass, open the approval now and pause the step
         (StepWaiting). Like every approval asked for in the middle of a step, approving it
         runs the step again, with the limit acknowledged."""
-        from policies.limits import Spend, reconcile, soft_crossed
+        from policies.budgets import Spend, reconcile, soft_crossed
 
         if reservation is None:
             return
@@ -196,7 +196,7 @@ class StepPolicy:
             self._budget_wait(check.reason, f"budget:{check.scope}:{check.dimension}")
 
     def model_failed(self, reservation: Any) -> None:
-        from policies.limits import release
+        from policies.budgets import release
 
         if reservation is not None:
             release(reservation)
@@ -206,7 +206,7 @@ class StepPolicy:
     def _rate_limited(self, request: PolicyRequest) -> Decision | None:
         if not self.policy_set.rate_limits or request.action not in ("call_model", "call_tool"):
             return None
-        from policies.limits import check_rate_limits
+        from policies.rate_limits import check_rate_limits
 
         waited = 0.0
         while True:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from policies.rate_limits import RateLimit
 
-def rate_limits_of(definitions: list[dict[str, Any]]) -> list[Any]:
-    """Every rate limit of the given definitions, as ``policies.limits.RateLimit``."""
+
+def rate_limits_of(definitions: list[dict[str, Any]]) -> list[RateLimit]:
+    """Every rate limit of the given definitions."""
     if not any(definition.get("rate_limits") for definition in definitions):
         return []
-    from policies.limits import RateLimit
-
     out = []
     for number, definition in enumerate(definitions):
         for entry in definition.get("rate_limits") or ():
