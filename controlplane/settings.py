@@ -358,7 +358,7 @@ SPECTACULAR_SETTINGS = {
         "RegistryStatusEnum": "agents.choices.Status.choices",
         "TicketStatusEnum": "agents.choices.TicketStatus.choices",
         "RunStatusEnum": "runs.choices.RunStatus.choices",
-        "ApprovalStatusEnum": "policies.choices.ApprovalStatus.choices",
+        "ApprovalStatusEnum": "runs.approvals.choices.ApprovalStatus.choices",
         "ValidationErrorEnum": f"{_ERR}.ValidationErrorEnum.choices",
         "ClientErrorEnum": f"{_ERR}.ClientErrorEnum.choices",
         "ServerErrorEnum": f"{_ERR}.ServerErrorEnum.choices",

@@ -27,8 +27,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from policies.choices import ApprovalKind, ApprovalStatus, Effect
+from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy_set_for
+from runs.approvals.choices import ApprovalKind, ApprovalStatus
 from runs.engine.calls import StepFailure
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
@@ -88,7 +89,7 @@ class StepPolicy:
     def _soft_acknowledged(self) -> set[str]:
         """Soft budget limits people agreed to pass in this run (decided before this step
         started: a decision requeues the step, so it cannot change while the step runs)."""
-        from policies.models import ApprovalRequest
+        from runs.approvals.models import ApprovalRequest
 
         return set(
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -99,9 +100,10 @@ class StepPolicy:
 
     def _budget_wait(self, reason: str, key: str) -> None:
         """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
-        from policies.models import ApprovalRequest
-        from policies.services import approval_create
         from runs.engine.runner import StepWaiting
+
+        from policies.services import approval_create
+        from runs.approvals.models import ApprovalRequest
 
         refused = (
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -279,7 +281,7 @@ class StepPolicy:
 
     def _with_approval(self, request: PolicyRequest, decision: Decision) -> Decision:
         """The decision a person made on this very call in this step, if any."""
-        from policies.models import ApprovalRequest
+        from runs.approvals.models import ApprovalRequest
 
         approval = (
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -310,9 +312,10 @@ class StepPolicy:
         return dataclasses.replace(decision, effect=effect, reason=reason[:500])
 
     def _wait_for_approval(self, request: PolicyRequest, decision: Decision) -> None:
+        from runs.engine.runner import StepWaiting
+
         from policies.models import Policy
         from policies.services import approval_create
-        from runs.engine.runner import StepWaiting
 
         rule = decision.matched
         approvers = rule.approvers if rule is not None else None
@@ -357,9 +360,9 @@ class StepPolicy:
 
     def _record(self, request: PolicyRequest, decision: Decision) -> None:
         from django.db import transaction
+        from runs.engine.runner import lock_run
 
         from policies.services import record_decision
-        from runs.engine.runner import lock_run
 
         with transaction.atomic():  # one commit for the decision row, its audit and its event
             lock_run(self.run.pk)  # the run's row first, the audit chain last: see lock_run

@@ -3,9 +3,11 @@
 import django_filters
 from django.db.models import Q
 
-from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
+from policies.choices import Effect, PolicyMode
 from policies.definition import ACTIONS
-from policies.models import ApprovalRequest, Policy, PolicyDecision
+from policies.models import Policy, PolicyDecision
+from runs.approvals.choices import ApprovalKind, ApprovalStatus
+from runs.approvals.models import ApprovalRequest
 
 
 class ApprovalFilterSet(django_filters.FilterSet):

@@ -9,8 +9,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from controlplane.dashboard.forms import DashboardForm, JSONTextField, slug_field
-from policies.choices import ApprovalKind, PolicyMode
-from policies.models import ApprovalRequest
+from policies.choices import PolicyMode
+from runs.approvals.choices import ApprovalKind
+from runs.approvals.models import ApprovalRequest
 from runs.forms import SchemaForm
 
 

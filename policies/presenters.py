@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.dashboard.display import pretty_json as pretty
-from policies.choices import ApprovalKind, ApprovalStatus
 from policies.forms import ApprovalDecisionForm, response_form
-from policies.models import ApprovalRequest, ApprovalVote, Policy
+from policies.models import Policy
 from policies.selectors import pending_for
+from runs.approvals.choices import ApprovalKind, ApprovalStatus
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 
 CALL_FIELDS = ("action", "agent", "tool", "model", "arguments", "reason", "rule", "policy")
 

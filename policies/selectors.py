@@ -7,9 +7,9 @@ from typing import Any
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from controlplane.rbac.roles import ROLE_RANK
-from policies.choices import ApprovalStatus
 from policies.definition import KnownNames
-from policies.models import ApprovalRequest
+from runs.approvals.choices import ApprovalStatus
+from runs.approvals.models import ApprovalRequest
 
 
 def decidable_by(access: Any) -> Q:

@@ -18,15 +18,11 @@ from controlplane.audit.services import audit_record, snapshot
 from controlplane.rbac.roles import ROLE_RANK
 from controlplane.realtime.events import publish_tenant_event
 from controlplane.tenancy.models import Tenant
-from policies.choices import ApprovalKind, ApprovalStatus, Effect, PolicyMode
+from policies.choices import Effect, PolicyMode
 from policies.definition import DEFAULT_DEFINITION, validate_definition, validate_names
-from policies.models import (
-    ApprovalRequest,
-    ApprovalVote,
-    Policy,
-    PolicyDecision,
-    PolicyVersion,
-)
+from policies.models import Policy, PolicyDecision, PolicyVersion
+from runs.approvals.choices import ApprovalKind, ApprovalStatus
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 
 
 @transaction.atomic
@@ -234,8 +230,9 @@ def approval_decide(
 
 
 def _resume(approval: ApprovalRequest, approve: bool, user: Any, comment: str, response: Any):
-    from runs.engine.calls import StepFailure
     from runs.engine.runner import requeue_waiting_step, resolve_waiting_step
+
+    from runs.engine.calls import StepFailure
 
     step = approval.step_run
     if step is None:

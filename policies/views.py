@@ -53,7 +53,7 @@ from policies.forms import (
     definition_example,
     response_form,
 )
-from policies.models import ApprovalRequest, Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyDecision, PolicyVersion
 from policies.presenters import (
     approval_cards,
     ordered_definition,
@@ -61,8 +61,9 @@ from policies.presenters import (
     transition_rows,
 )
 from policies.selectors import inbox, pending_for
+from runs.approvals.models import ApprovalRequest
 
-DECIDE_PERMISSION = "policies.decide_approvalrequest"  # named in the audit row of a refusal
+DECIDE_PERMISSION = "runs.decide_approvalrequest"  # named in the audit row of a refusal
 
 APPROVE_POLICY = "policies.approve_policy"
 
@@ -399,7 +400,7 @@ class DecisionListPage(RegistryListPage):
 
 class ApprovalInboxPage(RegistryListPage):
     template_name = "policies/approval_inbox.html"
-    permission_required = "policies.view_approvalrequest"
+    permission_required = "runs.view_approvalrequest"
     nav_section = "approvals"
     model = ApprovalRequest
     filterset_class = ApprovalFilterSet
@@ -428,8 +429,8 @@ class ApprovalInboxPage(RegistryListPage):
 
 class ApprovalDetailPage(RegistryObjectPage):
     template_name = "policies/approval_detail.html"
-    permission_required = "policies.view_approvalrequest"
-    post_permission_required = "policies.view_approvalrequest"  # as the API; see post()
+    permission_required = "runs.view_approvalrequest"
+    post_permission_required = "runs.view_approvalrequest"  # as the API; see post()
     nav_section = "approvals"
     model = ApprovalRequest
     lookup_field = "pk"

@@ -256,3 +256,7 @@ class AgentMemory(TenantScopedModel):
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.key}"
+
+
+# The approvals' models live in their own package; importing them here registers them.
+from runs.approvals.models import ApprovalRequest, ApprovalVote  # noqa: E402, F401

@@ -33,9 +33,9 @@ from controlplane.dashboard.pages import (
     RegistryObjectPage,
     pretty,
 )
-from policies.models import ApprovalRequest
 from policies.presenters import approval_cards
 from runs import diagram, services
+from runs.approvals.models import ApprovalRequest
 from runs.choices import RunStatus
 from runs.filtersets import RunListFilterSet, WorkflowFilterSet
 from runs.forms import (

@@ -56,8 +56,9 @@ from controlplane.routing import websocket_urlpatterns
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Membership
 from policies import services as policy_services
-from policies.models import ApprovalRequest, PolicyDecision
+from policies.models import PolicyDecision
 from runs import services as run_services
+from runs.approvals.models import ApprovalRequest
 from runs.engine import runner
 from runs.models import Run, Workflow, WorkflowVersion
 from tests.agents.registry_factories import (
@@ -925,7 +926,7 @@ def stored(world) -> dict[str, Any]:
     from guardian.models import UserObjectPermission
 
     from controlplane.api.models import ApiToken
-    from policies.models import ApprovalVote
+    from runs.approvals.models import ApprovalVote
 
     return {
         "agents": Agent.objects.unscoped().count(),

@@ -104,7 +104,7 @@ GRANTABLE_MODELS = (
     "runs.Workflow",
     "runs.Run",
     "policies.Policy",
-    "policies.ApprovalRequest",
+    "runs.ApprovalRequest",
     "tenancy.Membership",
     "api.ApiToken",
 )

@@ -33,7 +33,7 @@ VIEWER_PERMISSIONS: frozenset[str] = frozenset(
         "runs.view_run",
         "runs.view_steprun",
         "runs.view_runevent",
-        "policies.view_approvalrequest",
+        "runs.view_approvalrequest",
         "policies.view_policy",
         "policies.view_policyversion",
         "policies.view_policydecision",

@@ -14,6 +14,6 @@ register = template.Library()
 @register.simple_tag
 def pending_approvals(access: Any) -> int:
     """How many pending requests ``access`` may decide (0 without access)."""
-    if access is None or not access.has_perm("policies.view_approvalrequest"):
+    if access is None or not access.has_perm("runs.view_approvalrequest"):
         return 0
     return pending_for(access).count()

@@ -6,8 +6,8 @@ from typing import Any
 
 from django import template
 
-from policies.choices import ApprovalStatus
 from runs import presenters
+from runs.approvals.choices import ApprovalStatus
 from runs.choices import RunStatus, StepStatus
 
 register = template.Library()

@@ -29,8 +29,9 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from controlplane import context
-from policies.models import ApprovalRequest, Policy, PolicyDecision
+from policies.models import Policy, PolicyDecision
 from runs import services as run_services
+from runs.approvals.models import ApprovalRequest
 from runs.models import Run, Workflow
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.browser.conftest import orm

@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from policies.models import ApprovalRequest
+from runs.approvals.models import ApprovalRequest
 from runs.models import Run, StepRun
 from tests.browser.conftest import orm, shot
 from tests.browser.test_login_flow import PHONE, fits_width, sign_in

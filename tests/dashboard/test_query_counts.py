@@ -29,7 +29,7 @@ from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
 from policies import services as policy_services
-from policies.choices import ApprovalKind
+from runs.approvals.choices import ApprovalKind
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
 from runs.models import StepRun

@@ -27,9 +27,9 @@ from django.utils import timezone
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
-from policies.models import ApprovalRequest
 from policies.services import approval_create, approval_decide
 from runs import services
+from runs.approvals.models import ApprovalRequest
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
 from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion
@@ -428,7 +428,7 @@ class TestRunDetailPage(ForeignObjectChecks, TenantPageTests):
 
 class TestApprovalInboxPage(TenantPageTests):
     url_name = "approvals"
-    permission = "policies.view_approvalrequest"
+    permission = "runs.view_approvalrequest"
 
     def prepare(self, world):
         approval = make_waiting(start_run(world.acme, acme_workflow(world)))
@@ -448,9 +448,9 @@ class TestApprovalInboxPage(TenantPageTests):
 
 class TestApprovalDetailPage(ForeignObjectChecks, TenantPageTests):
     url_name = "approval-detail"
-    permission = "policies.view_approvalrequest"
+    permission = "runs.view_approvalrequest"
     write_role = Role.ADMIN
-    write_permission = "policies.decide_approvalrequest"
+    write_permission = "runs.decide_approvalrequest"
 
     def url_kwargs(self, world):
         self.approval = make_waiting(start_run(world.acme, acme_workflow(world)))
@@ -1313,7 +1313,7 @@ class TestApprovals:
             response
         )
         denial = tenant_events(world.acme, "permission.denied").get()
-        assert denial.metadata["permission"] == "policies.decide_approvalrequest"
+        assert denial.metadata["permission"] == "runs.decide_approvalrequest"
         assert denial.target_id == str(approval.pk)
         approval.refresh_from_db()
         assert approval.status == "pending"

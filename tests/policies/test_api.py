@@ -13,8 +13,9 @@ from controlplane.audit.models import AuditEvent
 from controlplane.tenancy.choices import Role
 from policies import services
 from policies.decision import PolicyRequest, decide, load_policy_set
-from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyDecision, PolicyVersion
 from runs import services as run_services
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 from runs.engine import runner
 from runs.models import Workflow
 from tests.agents.registry_factories import make_tool

@@ -22,8 +22,9 @@ from controlplane import context
 from controlplane.rbac.grants import grant_object_perm
 from controlplane.tenancy.choices import Role
 from policies import services
-from policies.choices import ApprovalKind
-from policies.models import ApprovalRequest, Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyDecision, PolicyVersion
+from runs.approvals.choices import ApprovalKind
+from runs.approvals.models import ApprovalRequest
 from runs.models import StepRun
 from tests.dashboard.test_pages import (
     NOT_FOUND_TEXT,

@@ -12,7 +12,8 @@ import pytest
 
 from controlplane import context
 from policies import services as policies
-from policies.models import ApprovalRequest, PolicyDecision
+from policies.models import PolicyDecision
+from runs.approvals.models import ApprovalRequest
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_agent, make_provider
 from tests.runs.conftest import wait_for_run

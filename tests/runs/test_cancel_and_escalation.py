@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from controlplane import context
-from policies.models import ApprovalRequest
 from runs import services
+from runs.approvals.models import ApprovalRequest
 from runs.models import Run, RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.runs.conftest import wait_for_run

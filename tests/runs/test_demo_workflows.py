@@ -8,8 +8,8 @@ from django.core.management import call_command
 from agents.models import Ticket
 from controlplane import context
 from controlplane.tenancy.models import Tenant
-from policies.models import ApprovalRequest
 from runs import services
+from runs.approvals.models import ApprovalRequest
 from runs.demo import WORKFLOWS
 from runs.models import StepRun, Workflow
 from tests.runs.conftest import wait_for_run

@@ -7,9 +7,9 @@ import pytest
 from agents import services as registry
 from agents.models import Ticket
 from controlplane import context
-from policies.models import ApprovalRequest
 from policies.services import approval_decide
 from runs import services
+from runs.approvals.models import ApprovalRequest
 from runs.models import Run, RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.runs.conftest import wait_for_run

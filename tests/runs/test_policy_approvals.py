@@ -17,7 +17,7 @@ from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.rbac.grants import object_permission_grant
 from policies import services as policies
-from policies.models import ApprovalRequest, ApprovalVote
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 from runs.models import RunEvent
 from tests.runs.conftest import wait_for_run
 from tests.runs.test_engine import _approval, _start, _workflow

@@ -13,7 +13,8 @@ from agents.models import Ticket
 from controlplane import context
 from controlplane.audit.models import AuditEvent
 from policies import services as policies
-from policies.models import ApprovalRequest, PolicyDecision
+from policies.models import PolicyDecision
+from runs.approvals.models import ApprovalRequest
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.agents.test_providers import Reply, ScriptedServer, completion

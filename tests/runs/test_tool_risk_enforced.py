@@ -10,8 +10,9 @@ import pytest
 from agents import services as registry
 from agents.models import Ticket, Tool
 from controlplane import context
-from policies.models import ApprovalRequest, PolicyDecision
+from policies.models import PolicyDecision
 from policies.services import ensure_default_policy
+from runs.approvals.models import ApprovalRequest
 from tests.agents.registry_factories import make_agent, make_provider, make_ticket, make_tool
 from tests.runs.test_engine import _approval, _start, _workflow
 

@@ -26,8 +26,9 @@ from controlplane.tenancy import services as tenancy_services
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Membership
 from policies import services as policy_services
-from policies.models import ApprovalRequest, Policy
+from policies.models import Policy
 from runs import services as run_services
+from runs.approvals.models import ApprovalRequest
 from runs.engine import runner
 from runs.models import Run
 from tests.factories import add_member
@@ -102,7 +103,7 @@ def test_objects_deleted_without_a_service_lose_their_grants_too(world, objects)
     grant_object_perm(user=world.bob, perm="runs.approve_workflow", obj=workflow)
     grant_object_perm(user=world.oscar, perm="runs.run_workflow", obj=workflow)
     grant_object_perm(user=world.bob, perm="runs.cancel_run", obj=run)
-    grant_object_perm(user=world.bob, perm="policies.decide_approvalrequest", obj=approval)
+    grant_object_perm(user=world.bob, perm="runs.decide_approvalrequest", obj=approval)
     # globex's grants are not touched by any of this
     theirs = _get(Agent, world.globex, slug=objects.keys("agent", world.globex)["slug"])
     grant_object_perm(user=world.charlie, perm="agents.use_agent", obj=theirs)
