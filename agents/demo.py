@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agents import services
 from agents.models import Agent, KnowledgeDocument, ProviderConnection, Tool, ToolGrant
+from agents.services.agents import agent_create
+from agents.services.knowledge import knowledge_document_create
+from agents.services.providers import provider_create
+from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
 from controlplane.tenancy.models import Tenant
 
@@ -277,7 +280,7 @@ def _agents() -> list[dict[str, Any]]:
 
 def _providers(tenant: Tenant) -> None:
     if not ProviderConnection.objects.filter(slug=LLM).exists():
-        services.provider_create(
+        provider_create(
             tenant=tenant,
             slug=LLM,
             name="Simulated (offline)",
@@ -289,7 +292,7 @@ def _providers(tenant: Tenant) -> None:
             ],
         )
     if not ProviderConnection.objects.filter(slug="openai").exists():
-        services.provider_create(
+        provider_create(
             tenant=tenant,
             slug="openai",
             name="OpenAI",
@@ -311,14 +314,14 @@ def seed_acme(tenant: Tenant) -> int:
     _providers(tenant)
     for title, collection, content in KB:
         if not KnowledgeDocument.objects.filter(title=title).exists():
-            services.knowledge_document_create(
+            knowledge_document_create(
                 tenant=tenant, title=title, content=content, collection=collection
             )
             created += 1
     for spec in TOOLS:
         if not Tool.objects.filter(slug=spec["slug"]).exists():
             spec = dict(spec)
-            services.tool_create(
+            tool_create(
                 tenant=tenant,
                 slug=spec.pop("slug"),
                 name=spec.pop("name"),
@@ -330,11 +333,11 @@ def seed_acme(tenant: Tenant) -> int:
         tool = Tool.objects.get(slug=slug)
         for tag in tags:
             if not ToolGrant.objects.filter(tool=tool, agent_tag=tag).exists():
-                services.tool_grant_create(tool=tool, agent_tag=tag)
+                tool_grant_create(tool=tool, agent_tag=tag)
     for spec in _agents():
         if not Agent.objects.filter(slug=spec["slug"]).exists():
             spec = dict(spec)
-            services.agent_create(tenant=tenant, note="seeded demo", **spec)
+            agent_create(tenant=tenant, note="seeded demo", **spec)
             created += 1
     return created
 
@@ -343,7 +346,7 @@ def seed_globex(tenant: Tenant) -> int:
     _providers(tenant)
     if Agent.objects.filter(slug="assistant").exists():
         return 0
-    services.agent_create(
+    agent_create(
         tenant=tenant,
         slug="assistant",
         name="Assistant",

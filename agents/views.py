@@ -18,7 +18,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
-from agents import services
 from agents.choices import AgentKind, ProviderKind, ToolKind
 from agents.filtersets import (
     AgentFilterSet,
@@ -54,6 +53,22 @@ from agents.models import (
     ToolGrant,
 )
 from agents.selectors import version_diff
+from agents.services.agents import agent_create, agent_publish, agent_rollback, agent_update
+from agents.services.knowledge import (
+    knowledge_document_create,
+    knowledge_document_delete,
+    knowledge_document_update,
+)
+from agents.services.mcp_servers import mcp_server_create, mcp_server_update
+from agents.services.providers import provider_create, provider_record_test, provider_update
+from agents.services.secrets import secret_create, secret_delete, secret_update
+from agents.services.tools import (
+    granted_tools,
+    tool_create,
+    tool_grant_create,
+    tool_grant_delete,
+    tool_update,
+)
 from controlplane.dashboard.pages import (
     FormPage,
     ObjectFormPage,
@@ -121,7 +136,7 @@ class AgentCreatePage(FormPage):
 
     def save(self, form):
         data = form.cleaned_data
-        agent = services.agent_create(
+        agent = agent_create(
             tenant=self.tenant,
             slug=data["slug"],
             name=data["name"],
@@ -158,7 +173,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
         )
         provider = provider_of(current.config if current else None)
         pinned = [t["slug"] for t in (current.tools if current else [])]
-        granted = services.granted_tools(agent)
+        granted = granted_tools(agent)
         tag_grants = (
             ToolGrant.objects.filter(agent_tag__in=agent.tags).select_related("tool")
             if agent.tags
@@ -241,7 +256,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
         if not form.is_valid():
             return self.invalid(publish_form=form)
         try:
-            version = services.agent_publish(
+            version = agent_publish(
                 agent=agent,
                 config=form.cleaned_data["config"],
                 note=form.cleaned_data["note"],
@@ -260,7 +275,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
             return redirect(self.request.path)
         number = form.cleaned_data["version"]
         try:
-            version = services.agent_rollback(
+            version = agent_rollback(
                 agent=agent, number=number, created_by=self.request.user
             )
         except ValidationError as exc:
@@ -273,7 +288,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
         return redirect(f"{self.request.path}#versions")
 
     def toggle(self, agent: Agent) -> HttpResponse:
-        return self.set_status(services.agent_update, f"Agent “{agent.slug}”", agent=agent)
+        return self.set_status(agent_update, f"Agent “{agent.slug}”", agent=agent)
 
     def grant(self, agent: Agent) -> HttpResponse:
         self.require("agents.add_toolgrant")
@@ -282,7 +297,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
             return self.invalid(grant_form=form)
         tool = form.cleaned_data["tool"]
         try:
-            services.tool_grant_create(tool=tool, agent=agent)
+            tool_grant_create(tool=tool, agent=agent)
         except ValidationError as exc:
             form.add_service_errors(exc)
             return self.invalid(grant_form=form)
@@ -298,7 +313,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
             ToolGrant.objects.filter(agent=agent).select_related("tool"),
             pk=_int(self.request.POST.get("grant")),
         )
-        services.tool_grant_delete(grant=grant)
+        tool_grant_delete(grant=grant)
         messages.success(
             self.request,
             f"{agent.slug} may no longer use {grant.tool.slug} in new versions.",
@@ -322,7 +337,7 @@ class AgentEditPage(ObjectFormPage):
         )
 
     def save(self, form):
-        agent = services.agent_update(agent=self.object, **form.cleaned_data)
+        agent = agent_update(agent=self.object, **form.cleaned_data)
         messages.success(self.request, f"Agent “{agent.slug}” saved.")
         return redirect(self.url("agent-detail", slug=agent.slug))
 
@@ -375,7 +390,7 @@ class ToolCreatePage(FormPage):
 
     def save(self, form):
         data = form.service_fields()
-        tool = services.tool_create(
+        tool = tool_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -417,7 +432,7 @@ class ToolDetailPage(RegistryObjectPage):
         op = request.POST.get("op", "")
         tool = self.object
         if op in ("disable", "enable"):
-            return self.set_status(services.tool_update, f"Tool “{tool.slug}”", tool=tool)
+            return self.set_status(tool_update, f"Tool “{tool.slug}”", tool=tool)
         if op == "grant":
             self.require("agents.add_toolgrant")
             form = ToolGrantForm(request.POST, tenant=self.tenant)
@@ -425,7 +440,7 @@ class ToolDetailPage(RegistryObjectPage):
                 return self.invalid(grant_form=form)
             agent, tag = form.cleaned_data["agent"], form.cleaned_data["agent_tag"]
             try:
-                services.tool_grant_create(tool=tool, agent=agent, agent_tag=tag)
+                tool_grant_create(tool=tool, agent=agent, agent_tag=tag)
             except ValidationError as exc:
                 form.add_service_errors(exc)
                 return self.invalid(grant_form=form)
@@ -437,7 +452,7 @@ class ToolDetailPage(RegistryObjectPage):
             grant = get_object_or_404(
                 ToolGrant.objects.filter(tool=tool), pk=_int(request.POST.get("grant"))
             )
-            services.tool_grant_delete(grant=grant)
+            tool_grant_delete(grant=grant)
             messages.success(request, f"Grant of {tool.slug} removed.")
             return redirect(f"{request.path}#grants")
         messages.error(request, "Unknown action.")
@@ -472,7 +487,7 @@ class ToolEditPage(ObjectFormPage):
         return data
 
     def save(self, form):
-        tool = services.tool_update(tool=self.object, **form.service_fields())
+        tool = tool_update(tool=self.object, **form.service_fields())
         messages.success(self.request, f"Tool “{tool.slug}” saved.")
         return redirect(self.url("tool-detail", slug=tool.slug))
 
@@ -517,7 +532,7 @@ class ProviderCreatePage(FormPage):
 
     def save(self, form):
         data = form.service_fields(creating=True)
-        provider = services.provider_create(
+        provider = provider_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -553,7 +568,7 @@ class ProviderDetailPage(RegistryObjectPage):
         provider = self.object
         if op in ("disable", "enable"):
             return self.set_status(
-                services.provider_update, f"Provider “{provider.slug}”", provider=provider
+                provider_update, f"Provider “{provider.slug}”", provider=provider
             )
         if op != "test":
             messages.error(request, "Unknown action.")
@@ -561,7 +576,7 @@ class ProviderDetailPage(RegistryObjectPage):
         from agents.providers.base import get_adapter
 
         check = get_adapter(provider).test_connection()
-        provider = services.provider_record_test(
+        provider = provider_record_test(
             provider=provider, ok=check.ok, message=check.message, latency_ms=check.latency_ms
         )
         if request.htmx:
@@ -615,7 +630,7 @@ class ProviderEditPage(ObjectFormPage):
         return data
 
     def save(self, form):
-        provider = services.provider_update(
+        provider = provider_update(
             provider=self.object, **form.service_fields(creating=False)
         )
         messages.success(self.request, f"Provider “{provider.slug}” saved.")
@@ -661,7 +676,7 @@ class McpServerCreatePage(FormPage):
 
     def save(self, form):
         data = dict(form.cleaned_data)
-        server = services.mcp_server_create(
+        server = mcp_server_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -713,7 +728,7 @@ class McpServerDetailPage(RegistryObjectPage):
         server = self.object
         if op in ("disable", "enable"):
             return self.set_status(
-                services.mcp_server_update, f"MCP server “{server.slug}”", server=server
+                mcp_server_update, f"MCP server “{server.slug}”", server=server
             )
         if op != "discover":
             messages.error(request, "Unknown action.")
@@ -775,7 +790,7 @@ class McpServerEditPage(ObjectFormPage):
         return data
 
     def save(self, form):
-        server = services.mcp_server_update(server=self.object, **form.cleaned_data)
+        server = mcp_server_update(server=self.object, **form.cleaned_data)
         messages.success(self.request, f"MCP server “{server.slug}” saved.")
         return redirect(self.url("mcp-server-detail", slug=server.slug))
 
@@ -808,7 +823,7 @@ class SecretListPage(RegistryListPage):
         if not form.is_valid():
             return self.invalid(form=form)
         try:
-            secret = services.secret_create(tenant=self.tenant, **form.cleaned_data)
+            secret = secret_create(tenant=self.tenant, **form.cleaned_data)
         except ValidationError as exc:
             form.add_service_errors(exc)
             return self.invalid(form=form)
@@ -837,14 +852,14 @@ class SecretDetailPage(RegistryObjectPage):
         secret = self.object
         if request.POST.get("op") == "delete":
             self.require("agents.delete_secret")
-            services.secret_delete(secret=secret)
+            secret_delete(secret=secret)
             messages.success(request, f"Secret “{secret.name}” deleted.")
             return redirect(self.url("secrets"))
         form = SecretUpdateForm(request.POST)
         if not form.is_valid():
             return self.invalid(form=form)
         try:
-            services.secret_update(
+            secret_update(
                 secret=secret,
                 value=form.cleaned_data["value"] or None,
                 description=form.cleaned_data["description"],
@@ -892,7 +907,7 @@ class KnowledgeCreatePage(FormPage):
         return data
 
     def save(self, form):
-        document = services.knowledge_document_create(tenant=self.tenant, **form.cleaned_data)
+        document = knowledge_document_create(tenant=self.tenant, **form.cleaned_data)
         messages.success(self.request, f"Document “{document.title}” added.")
         return redirect(self.url("knowledge-detail", pk=document.pk))
 
@@ -927,12 +942,12 @@ class KnowledgeDetailPage(ObjectFormPage):
         if request.POST.get("op") == "delete":
             self.require("agents.delete_knowledgedocument")
             document = self.object
-            services.knowledge_document_delete(document=document)
+            knowledge_document_delete(document=document)
             messages.success(request, f"Document “{document.title}” deleted.")
             return redirect(self.url("knowledge"))
         return super().post(request, *args, **kwargs)
 
     def save(self, form):
-        document = services.knowledge_document_update(document=self.object, **form.cleaned_data)
+        document = knowledge_document_update(document=self.object, **form.cleaned_data)
         messages.success(self.request, f"Document “{document.title}” saved.")
         return redirect(self.request.path)

@@ -59,7 +59,7 @@ def _seed(steps: int, slug: str):
         if tenant is None:
             tenant = tenant_create(slug="bench", name="Bench")
     from agents.models import Tool
-    from agents.services import tool_create
+    from agents.services.tools import tool_create
     from runs.models import Workflow
     from runs.services import workflow_create
 

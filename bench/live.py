@@ -64,7 +64,7 @@ def child_seed(runs: int) -> dict:
 
     from django.test import Client
 
-    from agents.services import tool_create
+    from agents.services.tools import tool_create
     from controlplane import context
     from controlplane.tenancy.choices import Role
     from controlplane.tenancy.services import membership_add, tenant_create, user_create

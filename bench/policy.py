@@ -145,7 +145,7 @@ def child_check(samples: int) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from agents.services import tool_create
+    from agents.services.tools import tool_create
     from controlplane import context
     from controlplane.tenancy.services import tenant_create
     from policies.decision import PolicyRequest

@@ -47,8 +47,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
-from agents import services as agent_services
 from agents.models import Agent, AgentVersion, ProviderConnection, ToolGrant
+from agents.services.tools import tool_grant_create
 from controlplane import context
 from controlplane.audit.models import AuditEvent
 from controlplane.audit.services import audit_record
@@ -394,7 +394,7 @@ class Objects:
 
     def tool_grant(self, tenant):
         tool = make_tool(tenant, slug=f"{tenant.slug}-granted")
-        grant = agent_services.tool_grant_create(tool=tool, agent_tag="support")
+        grant = tool_grant_create(tool=tool, agent_tag="support")
         return {"pk": grant.pk}
 
     def mcp_server(self, tenant):

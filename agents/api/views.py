@@ -9,7 +9,6 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from agents import services
 from agents.api.serializers import (
     AgentDiffSerializer,
     AgentPublishSerializer,
@@ -49,6 +48,16 @@ from agents.models import (
     ToolGrant,
 )
 from agents.selectors import version_diff
+from agents.services.agents import agent_create, agent_publish, agent_rollback, agent_update
+from agents.services.knowledge import (
+    knowledge_document_create,
+    knowledge_document_delete,
+    knowledge_document_update,
+)
+from agents.services.mcp_servers import mcp_server_create, mcp_server_update
+from agents.services.providers import provider_create, provider_record_test, provider_update
+from agents.services.secrets import secret_create, secret_delete, secret_update
+from agents.services.tools import tool_create, tool_grant_create, tool_grant_delete, tool_update
 from controlplane.api.base import (
     TenantListCreateDestroyViewSet,
     TenantReadOnlyViewSet,
@@ -99,7 +108,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.agent_create(
+        serializer.instance = agent_create(
             tenant=self.tenant,
             slug=data["slug"],
             name=data["name"],
@@ -116,7 +125,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         agent = self.get_object()
         serializer = AgentUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        agent = services.agent_update(agent=agent, **serializer.validated_data)
+        agent = agent_update(agent=agent, **serializer.validated_data)
         return Response(AgentSerializer(agent, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=AgentVersionSerializer(many=True))
@@ -189,7 +198,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         agent = self.get_object()
         serializer = AgentPublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = services.agent_publish(
+        version = agent_publish(
             agent=agent, created_by=request.user, **serializer.validated_data
         )
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -201,7 +210,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         agent = self.get_object()
         serializer = AgentRollbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = services.agent_rollback(
+        version = agent_rollback(
             agent=agent, number=serializer.validated_data["version"], created_by=request.user
         )
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -221,7 +230,7 @@ class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        serializer.instance = services.tool_create(
+        serializer.instance = tool_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -230,7 +239,7 @@ class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.tool_update(
+        serializer.instance = tool_update(
             tool=serializer.instance, **serializer.validated_data
         )
 
@@ -248,12 +257,12 @@ class ToolGrantViewSet(TenantListCreateDestroyViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.tool_grant_create(
+        serializer.instance = tool_grant_create(
             tool=data["tool"], agent=data.get("agent"), agent_tag=data.get("agent_tag", "")
         )
 
     def perform_destroy(self, instance):
-        services.tool_grant_delete(grant=instance)
+        tool_grant_delete(grant=instance)
 
 
 class ProviderViewSet(SlugLookup, TenantViewSet):
@@ -266,7 +275,7 @@ class ProviderViewSet(SlugLookup, TenantViewSet):
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        serializer.instance = services.provider_create(
+        serializer.instance = provider_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -277,7 +286,7 @@ class ProviderViewSet(SlugLookup, TenantViewSet):
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         data.setdefault("api_key", None)
-        serializer.instance = services.provider_update(provider=serializer.instance, **data)
+        serializer.instance = provider_update(provider=serializer.instance, **data)
 
     @extend_schema(request=None, responses=ConnectionCheckSerializer)
     @action(detail=True, methods=["post"])
@@ -287,7 +296,7 @@ class ProviderViewSet(SlugLookup, TenantViewSet):
 
         provider = self.get_object()
         check = get_adapter(provider).test_connection()
-        services.provider_record_test(
+        provider_record_test(
             provider=provider, ok=check.ok, message=check.message, latency_ms=check.latency_ms
         )
         return Response(
@@ -310,7 +319,7 @@ class McpServerViewSet(SlugLookup, TenantViewSet):
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        serializer.instance = services.mcp_server_create(
+        serializer.instance = mcp_server_create(
             tenant=self.tenant,
             slug=data.pop("slug"),
             name=data.pop("name"),
@@ -322,7 +331,7 @@ class McpServerViewSet(SlugLookup, TenantViewSet):
         data = dict(serializer.validated_data)
         data.setdefault("secret_headers", None)
         data.setdefault("secret_env", None)
-        serializer.instance = services.mcp_server_update(server=serializer.instance, **data)
+        serializer.instance = mcp_server_update(server=serializer.instance, **data)
 
     @extend_schema(request=None, responses=ToolSerializer(many=True))
     @action(detail=True, methods=["post"])
@@ -352,7 +361,7 @@ class SecretViewSet(TenantViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.secret_create(
+        serializer.instance = secret_create(
             tenant=self.tenant,
             name=data["name"],
             value=data["value"],
@@ -364,11 +373,11 @@ class SecretViewSet(TenantViewSet):
         secret = self.get_object()
         serializer = SecretUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        secret = services.secret_update(secret=secret, **serializer.validated_data)
+        secret = secret_update(secret=secret, **serializer.validated_data)
         return Response(SecretSerializer(secret).data)
 
     def perform_destroy(self, instance):
-        services.secret_delete(secret=instance)
+        secret_delete(secret=instance)
 
 
 class KnowledgeDocumentViewSet(TenantViewSet):
@@ -381,18 +390,18 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_create(self, serializer):
-        serializer.instance = services.knowledge_document_create(
+        serializer.instance = knowledge_document_create(
             tenant=self.tenant, **serializer.validated_data
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.knowledge_document_update(
+        serializer.instance = knowledge_document_update(
             document=serializer.instance, **serializer.validated_data
         )
 
     def perform_destroy(self, instance):
         with transaction.atomic():
-            services.knowledge_document_delete(document=instance)
+            knowledge_document_delete(document=instance)
 
 
 class TicketViewSet(TenantReadOnlyViewSet):

@@ -201,7 +201,7 @@ async def _with_client(
             argv = shlex.split(server.command) + [str(a) for a in server.args or []]
             if not argv:
                 raise ToolError("The MCP server has no command.", code="not_found")
-            from agents.services import stdio_command_problem
+            from agents.services.mcp_servers import stdio_command_problem
 
             problem = stdio_command_problem(server.command)
             if problem:  # the list may have changed since the server was registered

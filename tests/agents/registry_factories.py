@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import itertools
 
-from agents import services
 from agents.models import Ticket
+from agents.services.agents import agent_create
+from agents.services.knowledge import knowledge_document_create
+from agents.services.mcp_servers import mcp_server_create
+from agents.services.providers import provider_create
+from agents.services.secrets import secret_create
+from agents.services.tools import tool_create
 from controlplane import context
 
 _seq = itertools.count(1)
@@ -13,7 +18,7 @@ _seq = itertools.count(1)
 
 def make_provider(tenant, slug: str | None = None, kind: str = "simulated", **fields):
     with context.system_context("tests", tenant=tenant):
-        return services.provider_create(
+        return provider_create(
             tenant=tenant,
             slug=slug or f"prov-{next(_seq)}",
             name="Provider",
@@ -37,7 +42,7 @@ def make_agent(tenant, slug: str | None = None, provider=None, **fields):
         },
     )
     with context.system_context("tests", tenant=tenant):
-        return services.agent_create(
+        return agent_create(
             tenant=tenant,
             slug=slug or f"agent-{next(_seq)}",
             name="Agent",
@@ -49,7 +54,7 @@ def make_agent(tenant, slug: str | None = None, provider=None, **fields):
 
 def make_tool(tenant, slug: str | None = None, **fields):
     with context.system_context("tests", tenant=tenant):
-        return services.tool_create(
+        return tool_create(
             tenant=tenant,
             slug=slug or f"tool-{next(_seq)}",
             name="Calculator",
@@ -61,14 +66,14 @@ def make_tool(tenant, slug: str | None = None, **fields):
 
 def make_secret(tenant, name: str | None = None, value: str = "s3cret-value-123"):
     with context.system_context("tests", tenant=tenant):
-        return services.secret_create(
+        return secret_create(
             tenant=tenant, name=name or f"secret-{next(_seq)}", value=value
         )
 
 
 def make_document(tenant, title: str = "Refund policy", content: str = "Refunds within 30 days."):
     with context.system_context("tests", tenant=tenant):
-        return services.knowledge_document_create(tenant=tenant, title=title, content=content)
+        return knowledge_document_create(tenant=tenant, title=title, content=content)
 
 
 def make_ticket(tenant, title: str = "Printer on fire"):
@@ -78,7 +83,7 @@ def make_ticket(tenant, title: str = "Printer on fire"):
 
 def make_mcp_server(tenant, slug: str | None = None, **fields):
     with context.system_context("tests", tenant=tenant):
-        return services.mcp_server_create(
+        return mcp_server_create(
             tenant=tenant,
             slug=slug or f"mcp-{next(_seq)}",
             name="MCP",

@@ -178,7 +178,7 @@ class TestToolGrantsEndpoint(RegistryEndpoint):
         from controlplane import context
 
         with context.system_context("tests", tenant=tenant):
-            from agents.services import tool_grant_create
+            from agents.services.tools import tool_grant_create
 
             return tool_grant_create(tool=tool, agent_tag="support")
 

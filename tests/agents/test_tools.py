@@ -1057,11 +1057,11 @@ def test_discovery_outside_the_tenant_context_is_refused(tenant):
 def test_stdio_servers_are_refused_unless_their_executable_is_listed(tenant, settings):
     from django.core.exceptions import ValidationError
 
-    from agents import services as registry
+    from agents.services.mcp_servers import mcp_server_create
 
     def create(command):
         with tenant_context(tenant):
-            return registry.mcp_server_create(
+            return mcp_server_create(
                 tenant=tenant, slug="s", name="S", transport="stdio", command=command
             )
 

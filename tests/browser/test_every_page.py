@@ -38,7 +38,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import services as agent_services
+from agents.services.agents import agent_publish
+from agents.services.tools import tool_grant_create
 from agents.tools.mcp_client import DiscoveredTool
 from agents.tools.mcp_services import _record as record_discovery
 from controlplane import context
@@ -125,8 +126,8 @@ def every_object(live_url, world) -> Objects:
         provider = make_provider(acme, slug="sim")
         agent = make_agent(acme, slug="triage", provider=provider, tags=["support"])
         calc = make_tool(acme, slug="calc")
-        agent_services.tool_grant_create(tool=calc, agent=agent)
-        agent_services.agent_publish(
+        tool_grant_create(tool=calc, agent=agent)
+        agent_publish(
             agent=agent,
             config={
                 "provider": "sim",

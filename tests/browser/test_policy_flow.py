@@ -119,7 +119,7 @@ def refunds(live_url, world, start_celery_worker):
         },
     )
     with context.system_context("tests", tenant=acme):
-        from agents.services import tool_grant_create
+        from agents.services.tools import tool_grant_create
 
         tool_grant_create(tool=tool, agent_tag="refunds")
     provider = make_provider(acme, slug="sim")

@@ -22,7 +22,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from agents import services as agent_services
+from agents.services.agents import agent_publish
+from agents.services.tools import tool_grant_create
 from agents.tools.mcp_client import DiscoveredTool
 from agents.tools.mcp_services import _record as record_discovery
 from controlplane import context
@@ -141,10 +142,10 @@ def _agent_detail_add(world, state, i):
     tool = make_tool(world.acme, slug=row(i))
     with as_system(world.acme):
         if i % 2:
-            agent_services.tool_grant_create(tool=tool, agent_tag="support")
+            tool_grant_create(tool=tool, agent_tag="support")
         else:
-            agent_services.tool_grant_create(tool=tool, agent=state["agent"])
-        agent_services.agent_publish(
+            tool_grant_create(tool=tool, agent=state["agent"])
+        agent_publish(
             agent=state["agent"],
             config={"provider": "sim", "model": "sim-1", "system_prompt": "You help."},
             note=f"note {row(i)}",
@@ -179,10 +180,10 @@ def _tool_detail_setup(world):
 def _tool_detail_add(world, state, i):
     with as_system(world.acme):
         if i % 2:
-            agent_services.tool_grant_create(tool=state["tool"], agent_tag=row(i))
+            tool_grant_create(tool=state["tool"], agent_tag=row(i))
         else:
             agent = make_agent(world.acme, slug=row(i))
-            agent_services.tool_grant_create(tool=state["tool"], agent=agent)
+            tool_grant_create(tool=state["tool"], agent=agent)
 
 
 def _mcp_servers_add(world, state, i):

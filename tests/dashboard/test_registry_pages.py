@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from agents import services
 from agents.forms import config_example
 from agents.models import (
     Agent,
@@ -29,6 +28,9 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
+from agents.services.agents import agent_update
+from agents.services.mcp_servers import mcp_server_create
+from agents.services.tools import granted_tools
 from controlplane import context
 from controlplane.audit.models import AuditEvent
 from controlplane.rbac.grants import grant_object_perm
@@ -852,7 +854,7 @@ class TestAgentList:
             world.acme, slug="crm-hook", config={"url": "https://crm.example.com/hook"}, kind="http"
         )
         with context.system_context("tests", tenant=world.acme):
-            services.agent_update(agent=with_http, status="disabled")
+            agent_update(agent=with_http, status="disabled")
         client = client_for(world.bob)
 
         def slugs(**params):
@@ -1297,7 +1299,7 @@ class TestToolForms:
             client.get("/t/acme/agents/triage/")
         )
         with context.tenant_context(world.acme):
-            assert [t.slug for t in services.granted_tools(agent)] == ["calc"]
+            assert [t.slug for t in granted_tools(agent)] == ["calc"]
         revoke = client.post("/t/acme/tools/calc/", {"op": "revoke", "grant": str(grant.pk)})
         assert revoke.status_code == 302
         assert not ToolGrant.objects.for_tenant(world.acme).exists()
@@ -1721,7 +1723,7 @@ def test_secret_values_never_appear_in_any_page(world, settings):
     )
     make_mcp_server(world.acme, slug="files", secret_headers={"X-Key": values["mcp_header"]})
     with context.system_context("tests", tenant=world.acme):
-        services.mcp_server_create(
+        mcp_server_create(
             tenant=world.acme,
             slug="local",
             name="Local",

@@ -11,8 +11,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from agents import services as registry
 from agents.models import Agent, Tool, ToolGrant
+from agents.services.tools import tool_create, tool_update
 from agents.tools.builtin import BUILTINS, effective_risk
 from controlplane import context
 from tests.agents.registry_factories import make_tool
@@ -58,7 +58,7 @@ class TestRegistration:
     def test_switching_to_a_riskier_builtin_raises_the_risk(self, world):
         tool = make_tool(world.acme, slug="notes", builtin="calculator")
         with context.system_context("tests", tenant=world.acme):
-            tool = registry.tool_update(tool=tool, builtin="ticket_update")
+            tool = tool_update(tool=tool, builtin="ticket_update")
         assert tool.risk == "destructive"
 
     def test_an_older_row_stored_below_the_floor_is_shown_at_the_floor(self, world, api):
@@ -112,7 +112,7 @@ def test_the_demo_grants_no_tool_that_reaches_a_refund_without_approval(settings
 
 def test_registering_a_builtin_below_its_floor_raises_a_field_error(world):
     with pytest.raises(ValidationError) as info, context.system_context("t", tenant=world.acme):
-        registry.tool_create(
+        tool_create(
             tenant=world.acme,
             slug="status",
             name="Status",

@@ -7,8 +7,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from agents import services as registry
 from agents.models import Ticket
+from agents.services.tools import tool_create
 from controlplane import context
 from runs import services
 from runs.choices import TERMINAL_RUN_STATUSES
@@ -32,7 +32,7 @@ def make_tools(world, ledger: Ledger, timeout_seconds: int = 30) -> None:
     with context.tenant_context(world.acme):
         make_tool(world.acme, slug=TICKET_TOOL, builtin="ticket_create")
         with context.system_context("tests", tenant=world.acme):
-            registry.tool_create(
+            tool_create(
                 tenant=world.acme,
                 slug=LEDGER_TOOL,
                 name=LEDGER_TOOL,

@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 from django.core.management import call_command
 
-from agents import services as registry
+from agents.services.tools import tool_create
 from controlplane import context
 from runs.engine.runner import CRASH_ATTEMPTS
 from runs.models import Run, StepRun
@@ -182,7 +182,7 @@ def test_a_step_that_kills_its_worker_every_time_fails_after_its_attempts(
     ledger.hooks["/poison"] = kill_the_caller
     make_tools(world, ledger)
     with context.system_context("tests", tenant=world.acme):
-        registry.tool_create(
+        tool_create(
             tenant=world.acme,
             slug="poison",
             name="poison",

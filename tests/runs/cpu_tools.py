@@ -14,7 +14,8 @@ from typing import Any
 from celery.signals import worker_init
 
 from agents.choices import Risk
-from agents.tools.builtin import BUILTINS, BuiltinSpec
+from agents.tools.builtin import BUILTINS
+from agents.tools.builtin.spec import BuiltinSpec
 
 
 def spin(arguments: dict[str, Any], ctx: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents import services as registry
 from agents.models import Agent
+from agents.services.agents import agent_publish
 from controlplane import context
 from runs import services
 from runs.models import Run, StepRun
@@ -48,7 +48,7 @@ def _gated_writer(world):
 def _publish_v2(world):
     agent = Agent.objects.for_tenant(world.acme).get(slug="writer")
     with context.system_context("tests", tenant=world.acme):
-        return registry.agent_publish(
+        return agent_publish(
             agent=agent,
             config={"provider": "sim", "model": "sim-1", "system_prompt": "Version two."},
         )

@@ -42,9 +42,9 @@ def _calculating_workflow(world, *, max_tokens=2000):
     for up to ``max_tokens`` output tokens, as the dashboard's form suggests 1,024."""
     tool = make_tool(world.acme, slug="calc", builtin="calculator")
     with context.system_context("tests", tenant=world.acme):
-        from agents import services as registry
+        from agents.services.tools import tool_grant_create
 
-        registry.tool_grant_create(tool=tool, agent_tag="maths")
+        tool_grant_create(tool=tool, agent_tag="maths")
     make_agent(
         world.acme,
         slug="counter",

@@ -150,7 +150,7 @@ def test_router_agents_refuse_unsupported_patterns_at_save(world, api):
 def test_the_calculator_refuses_huge_powers_before_computing_them():
     # Already bounded at the source (MAX_EXPONENT, MAX_RESULT_DIGITS): kept as a guard,
     # since a huge integer power holds the interpreter like a backtracking regex does.
-    from agents.tools.builtin import calculate
+    from agents.tools.builtin.calculator import calculate
 
     for expression in ("9 ** 9999", "(10 ** 999) * (10 ** 999)", "2 ** 2 ** 2 ** 2 ** 2 ** 2"):
         with pytest.raises(ToolError, match=r"digits|Exponents"):
@@ -158,7 +158,7 @@ def test_the_calculator_refuses_huge_powers_before_computing_them():
 
 
 def test_json_extract_refuses_absurdly_nested_json_text_clearly():
-    from agents.tools.builtin import json_extract
+    from agents.tools.builtin.json_extract import json_extract
 
     with pytest.raises(ToolError, match="nested too deeply"):
         json_extract({"document": "[" * 100_000 + "]" * 100_000, "path": "a"}, None)

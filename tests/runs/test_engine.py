@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents import services as registry
-from agents.models import Ticket
+from agents.models import Ticket, Tool
+from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
 from policies.services import approval_decide
 from runs import services
@@ -301,7 +301,7 @@ class TestPatterns:
 class TestErrorHandling:
     def _http_tool(self, world, loopback, slug="flaky", path="/flaky"):
         with context.system_context("tests", tenant=world.acme):
-            return registry.tool_create(
+            return tool_create(
                 tenant=world.acme,
                 slug=slug,
                 name=slug,
@@ -502,11 +502,11 @@ class TestSideEffects:
         loopback.script["/flaky"] = [(500, {}, 0), (200, {"ok": True}, 0)]
         TestErrorHandling()._http_tool(world, loopback)
         with context.system_context("tests", tenant=world.acme):
-            registry.tool_grant_create(
-                tool=registry.Tool.objects.get(slug="ticket-create"), agent_tag="support"
+            tool_grant_create(
+                tool=Tool.objects.get(slug="ticket-create"), agent_tag="support"
             )
-            registry.tool_grant_create(
-                tool=registry.Tool.objects.get(slug="flaky"), agent_tag="support"
+            tool_grant_create(
+                tool=Tool.objects.get(slug="flaky"), agent_tag="support"
             )
         make_agent(
             world.acme,

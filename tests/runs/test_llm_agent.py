@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from agents import services
 from agents.models import Ticket
 from agents.providers.base import Message, cost_usd
+from agents.services.tools import tool_grant_create
 from controlplane import context
 from policies.decision import Decision, PolicyRequest, decide
 from runs.engine.calls import (
@@ -189,7 +189,7 @@ def oa(in_tenant, server):
 def ticket_tool(in_tenant):
     tool = make_tool(in_tenant, slug="open-ticket", builtin="ticket_create")
     with context.system_context("tests", tenant=in_tenant):
-        services.tool_grant_create(tool=tool, agent_tag="support")
+        tool_grant_create(tool=tool, agent_tag="support")
     return tool
 
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from agents import services as registry
-from agents.models import Ticket
+from agents.models import Ticket, Tool
+from agents.services.tools import tool_grant_create
 from controlplane import context
 from controlplane.audit.models import AuditEvent
 from policies import services as policies
@@ -37,11 +37,11 @@ def _policy(world, definition, slug="guard", **kwargs):
 
 
 def _refund_agent(world, amount, slug="refunder", risk="write"):
-    tool = registry.Tool.objects.for_tenant(world.acme).filter(slug="refund").first()
+    tool = Tool.objects.for_tenant(world.acme).filter(slug="refund").first()
     if tool is None:
         tool = make_tool(world.acme, slug="refund", builtin="ticket_create", risk=risk)
         with context.system_context("tests", tenant=world.acme):
-            registry.tool_grant_create(tool=tool, agent_tag="billing")
+            tool_grant_create(tool=tool, agent_tag="billing")
     make_agent(
         world.acme,
         slug=slug,
@@ -206,8 +206,8 @@ class TestDenials:
             lookup = make_tool(world.acme, slug="lookup", builtin="calculator")
             wipe = make_tool(world.acme, slug="wipe", builtin="ticket_create", risk="destructive")
             with context.system_context("tests", tenant=world.acme):
-                registry.tool_grant_create(tool=lookup, agent_tag="support")
-                registry.tool_grant_create(tool=wipe, agent_tag="support")
+                tool_grant_create(tool=lookup, agent_tag="support")
+                tool_grant_create(tool=wipe, agent_tag="support")
             make_agent(
                 world.acme,
                 slug="helper",

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from agents import services as registry
 from agents.models import Ticket, Tool
+from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
 from controlplane.celery import app
 from runs import services
@@ -71,7 +71,7 @@ def test_worker_killed_mid_step_loses_nothing_and_repeats_no_side_effect(world, 
             make_provider(world.acme, slug="sim", models=[{"name": "sim-1"}])
             make_tool(world.acme, slug="ticket-create", builtin="ticket_create")
             with context.system_context("tests", tenant=world.acme):
-                registry.tool_create(
+                tool_create(
                     tenant=world.acme,
                     slug="slow",
                     name="slow",
@@ -82,7 +82,7 @@ def test_worker_killed_mid_step_loses_nothing_and_repeats_no_side_effect(world, 
                     timeout_seconds=60,
                 )
                 for slug in ("ticket-create", "slow"):
-                    registry.tool_grant_create(tool=Tool.objects.get(slug=slug), agent_tag="ops")
+                    tool_grant_create(tool=Tool.objects.get(slug=slug), agent_tag="ops")
             make_agent(
                 world.acme,
                 slug="ops",

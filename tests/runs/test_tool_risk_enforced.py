@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agents import services as registry
 from agents.models import Ticket, Tool
+from agents.services.tools import tool_grant_create
 from controlplane import context
 from policies.models import PolicyDecision
 from policies.services import ensure_default_policy
@@ -33,7 +33,7 @@ def test_an_agent_calling_ticket_update_stored_as_write_waits_for_approval(acme,
     tool = make_tool(world.acme, slug="ticket-update", builtin="ticket_update")
     Tool.objects.for_tenant(world.acme).filter(pk=tool.pk).update(risk="write")
     with context.system_context("tests", tenant=world.acme):
-        registry.tool_grant_create(tool=tool, agent_tag="billing")
+        tool_grant_create(tool=tool, agent_tag="billing")
     arguments = {"number": ticket.number, "status": "resolved", "note": "Refund of 99999 EUR"}
     make_agent(
         world.acme,

@@ -17,8 +17,10 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
 
-from agents import services as agent_services
 from agents.models import Agent, Tool
+from agents.services.knowledge import knowledge_document_delete
+from agents.services.secrets import secret_delete
+from agents.services.tools import tool_grant_delete
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.rbac.grants import GRANTABLE_MODELS, grant_object_perm
@@ -69,13 +71,13 @@ def test_deleting_other_objects_through_their_services_removes_their_grants(kind
     from agents.models import KnowledgeDocument, Secret, ToolGrant
 
     model, perm, delete = {
-        "secret": (Secret, "agents.view_secret", agent_services.secret_delete),
+        "secret": (Secret, "agents.view_secret", secret_delete),
         "document": (
             KnowledgeDocument,
             "agents.change_knowledgedocument",
-            agent_services.knowledge_document_delete,
+            knowledge_document_delete,
         ),
-        "tool_grant": (ToolGrant, "agents.delete_toolgrant", agent_services.tool_grant_delete),
+        "tool_grant": (ToolGrant, "agents.delete_toolgrant", tool_grant_delete),
     }[kind]
     keys = objects.keys(kind, world.acme)
     obj = _get(model, world.acme, **({"name": keys["name"]} if "name" in keys else keys))

@@ -1,0 +1,161 @@
+"""Model provider writes: register, edit, record a connection test. Keys are never echoed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents.choices import ProviderKind, Status
+from agents.models import ProviderConnection
+from agents.services.common import full_clean, unique_slug
+from controlplane import egress
+from controlplane.audit.services import audit_record, snapshot
+
+PROVIDER_FIELDS = [
+    "slug",
+    "name",
+    "description",
+    "kind",
+    "base_url",
+    "api_key_env",
+    "models",
+    "timeout_seconds",
+    "tags",
+    "status",
+]
+
+
+def _validate_models(models: Any) -> list[dict[str, Any]]:
+    if not isinstance(models, list):
+        raise ValidationError(
+            {
+                "models": 'Give a list of models, e.g. [{"name": "gpt-4o-mini", '
+                '"input_per_mtok": 0.15, "output_per_mtok": 0.6}].'
+            }
+        )
+    cleaned, seen = [], set()
+    for index, entry in enumerate(models):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or not str(entry.get("name", "")).strip():
+            raise ValidationError({"models": f"Item {index}: give an object with a 'name'."})
+        name = str(entry["name"]).strip()
+        if name in seen:
+            raise ValidationError({"models": f"Item {index}: model {name!r} is listed twice."})
+        seen.add(name)
+        prices = {}
+        for key in ("input_per_mtok", "output_per_mtok"):
+            value = entry.get(key, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValidationError(
+                    {
+                        "models": f"Item {index}: {key} must be a number >= 0 "
+                        "(USD per million tokens)."
+                    }
+                )
+            prices[key] = float(value)
+        cleaned.append({"name": name, **prices})
+    return cleaned
+
+
+def _check_provider(provider: ProviderConnection) -> None:
+    if provider.kind in (ProviderKind.OPENAI,) and not provider.base_url:
+        provider.base_url = "https://api.openai.com/v1"
+    if provider.kind == ProviderKind.SIMULATED and (provider.api_key or provider.base_url):
+        raise ValidationError({"kind": "The simulated provider takes no base URL or API key."})
+    refused = egress.check_url(provider.base_url) if provider.base_url else None
+    if refused:
+        raise ValidationError({"base_url": refused})
+    full_clean(provider, exclude=["api_key"])
+
+
+@transaction.atomic
+def provider_create(
+    *,
+    tenant: Any,
+    slug: str,
+    name: str,
+    kind: str,
+    description: str = "",
+    base_url: str = "",
+    api_key: str = "",
+    api_key_env: str = "",
+    models: Any = (),
+    timeout_seconds: int = 60,
+    tags: list[str] | None = None,
+    status: str = Status.ACTIVE,
+) -> ProviderConnection:
+    """Register a model provider; the key is stored encrypted and never echoed."""
+    unique_slug(ProviderConnection, tenant, slug)
+    provider = ProviderConnection(
+        tenant=tenant,
+        slug=slug,
+        name=name,
+        kind=kind,
+        description=description,
+        base_url=base_url,
+        api_key=api_key,
+        api_key_env=api_key_env,
+        models=_validate_models(list(models)),
+        timeout_seconds=timeout_seconds,
+        tags=tags or [],
+        status=status,
+    )
+    _check_provider(provider)
+    provider.save()
+    audit_record(
+        action="provider.create",
+        target=provider,
+        tenant=tenant,
+        after=snapshot(provider, PROVIDER_FIELDS),
+        metadata={"api_key": "set" if api_key else "not set"},
+    )
+    return provider
+
+
+@transaction.atomic
+def provider_update(*, provider: ProviderConnection, **changes: Any) -> ProviderConnection:
+    """Edit a provider. ``api_key=None`` keeps the stored key; ``""`` clears it."""
+    provider = ProviderConnection.objects.select_for_update().get(pk=provider.pk)
+    before = snapshot(provider, PROVIDER_FIELDS)
+    key_changed = "api_key" in changes and changes["api_key"] is not None
+    for field, value in changes.items():
+        if field == "api_key" and value is None:
+            continue
+        if field == "models":
+            value = _validate_models(value)
+        if field == "slug" and value != provider.slug:
+            unique_slug(ProviderConnection, provider.tenant, value, exclude_pk=provider.pk)
+        setattr(provider, field, value)
+    _check_provider(provider)
+    provider.save()
+    audit_record(
+        action="provider.update",
+        target=provider,
+        tenant=provider.tenant,
+        before=before,
+        after=snapshot(provider, PROVIDER_FIELDS),
+        metadata={"api_key": "changed"} if key_changed else {},
+    )
+    return provider
+
+
+@transaction.atomic
+def provider_record_test(
+    *, provider: ProviderConnection, ok: bool, message: str, latency_ms: float
+) -> ProviderConnection:
+    """Store the outcome of a connection test (the call itself happens outside any transaction)."""
+    ProviderConnection.objects.filter(pk=provider.pk).update(
+        last_test_at=timezone.now(), last_test_ok=ok, last_test_message=message[:2000]
+    )
+    provider.refresh_from_db()
+    audit_record(
+        action="provider.test",
+        target=provider,
+        tenant=provider.tenant,
+        metadata={"ok": ok, "message": message[:500], "latency_ms": round(latency_ms, 1)},
+    )
+    return provider
