@@ -68,7 +68,7 @@ def child_seed(runs: int) -> dict:
     from controlplane import context
     from controlplane.tenancy.choices import Role
     from controlplane.tenancy.services import membership_add, tenant_create, user_create
-    from runs.engine import runner
+    from runs.execution import progress
     from runs.services import run_start, workflow_create
 
     with context.system_context("bench"):
@@ -97,7 +97,7 @@ def child_seed(runs: int) -> dict:
                 ],
             },
         )
-        with mock.patch.object(runner, "dispatch"):  # the emitters play the workers
+        with mock.patch.object(progress, "dispatch"):  # the emitters play the workers
             ids = [run_start(tenant=tenant, workflow=workflow, input={}).pk for _ in range(runs)]
     client = Client()
     client.force_login(user)

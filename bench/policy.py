@@ -151,8 +151,8 @@ def child_check(samples: int) -> dict:
     from policies.decision import PolicyRequest
     from policies.enforcement import StepPolicy
     from policies.services import policy_create
-    from runs.engine.runner import StepContext, definition_of
     from runs.events import emit
+    from runs.execution.step_context import StepContext, definition_of
     from runs.models import StepRun
     from runs.services import run_start, workflow_create
 

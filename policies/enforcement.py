@@ -10,7 +10,7 @@ call; ``step_started`` counts the step against the step and wall-time budgets.
 
 Token estimate before a model call (what ``before_model`` reserves): the request's input,
 about one token per four characters of the JSON sent (messages and tool schemas, see
-``runs.engine.llm.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
+``runs.execution.llm.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
 capped at ``OUTPUT_ESTIMATE_CAP`` (the cap when unset), since answers rarely use their
 whole allowance. After the call the estimate is replaced by the actual usage; when that
 takes the spend past a soft limit nobody agreed to pass, the step asks at once (see
@@ -100,10 +100,9 @@ class StepPolicy:
 
     def _budget_wait(self, reason: str, key: str) -> None:
         """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
-        from runs.engine.runner import StepWaiting
-
         from policies.services import approval_create
         from runs.approvals.models import ApprovalRequest
+        from runs.execution.outcomes import StepWaiting
 
         refused = (
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -312,10 +311,9 @@ class StepPolicy:
         return dataclasses.replace(decision, effect=effect, reason=reason[:500])
 
     def _wait_for_approval(self, request: PolicyRequest, decision: Decision) -> None:
-        from runs.engine.runner import StepWaiting
-
         from policies.models import Policy
         from policies.services import approval_create
+        from runs.execution.outcomes import StepWaiting
 
         rule = decision.matched
         approvers = rule.approvers if rule is not None else None
@@ -360,9 +358,9 @@ class StepPolicy:
 
     def _record(self, request: PolicyRequest, decision: Decision) -> None:
         from django.db import transaction
-        from runs.engine.runner import lock_run
 
         from policies.services import record_decision
+        from runs.execution.transitions import lock_run
 
         with transaction.atomic():  # one commit for the decision row, its audit and its event
             lock_run(self.run.pk)  # the run's row first, the audit chain last: see lock_run

@@ -48,7 +48,7 @@ def approval_create(
     has a pending request (its worker died after creating it, and the step ran again),
     that request is returned.
     """
-    from runs.engine.runner import lock_run
+    from runs.execution.transitions import lock_run
 
     lock_run(run.pk)  # the run's row before the request's and the audit chain's: see lock_run
     if step_run is not None:
@@ -156,7 +156,7 @@ def approval_decide(
                     ]
                 }
             )
-    from runs.engine.runner import lock_run
+    from runs.execution.transitions import lock_run
 
     # the run's row before the request's (deciding resumes the run): see lock_run
     lock_run(approval.run_id)
@@ -230,9 +230,8 @@ def approval_decide(
 
 
 def _resume(approval: ApprovalRequest, approve: bool, user: Any, comment: str, response: Any):
-    from runs.engine.runner import requeue_waiting_step, resolve_waiting_step
-
     from runs.engine.calls import StepFailure
+    from runs.execution.resume import requeue_waiting_step, resolve_waiting_step
 
     step = approval.step_run
     if step is None:

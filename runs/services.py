@@ -17,9 +17,11 @@ from agents.choices import Status
 from agents.models import Agent
 from controlplane.audit.services import audit_record, snapshot
 from runs.choices import RunStatus, StepStatus
-from runs.engine import runner
 from runs.engine.definition import parse_definition
 from runs.events import emit
+from runs.execution import progress
+from runs.execution.step_context import definition_of
+from runs.execution.transitions import finish_run, is_terminal, lock_run
 from runs.models import Run, StepRun, Workflow, WorkflowVersion
 from runs.pins import VERSION_CHOICES, pin_agent_versions
 from runs.selectors import registry_view
@@ -325,26 +327,26 @@ def _create_run(
             "agent": agent.slug if agent else None,
         },
     )
-    runner.lock_run(run.pk)
-    runner.dispatch(runner.advance(run, None))
+    lock_run(run.pk)
+    progress.dispatch(progress.advance(run, None))
     return run
 
 
 @transaction.atomic
 def run_cancel(*, run: Run, reason: str = "") -> Run:
     """Cancel a run that has not finished; running steps stop at their next check."""
-    run = runner.lock_run(run.pk)
-    if runner.is_terminal(run.status):
+    run = lock_run(run.pk)
+    if is_terminal(run.status):
         raise ValidationError({"status": f"The run already ended ({run.status})."})
     audit_record(action="run.cancel", target=run, tenant=run.tenant, metadata={"reason": reason})
-    runner.finish_run(run, RunStatus.CANCELLED, reason or "cancelled")
+    finish_run(run, RunStatus.CANCELLED, reason or "cancelled")
     return run
 
 
 @transaction.atomic
 def run_resume(*, run: Run) -> Run:
     """Resume a failed or timed-out run from its failed steps, reusing earlier outputs."""
-    run = runner.lock_run(run.pk)
+    run = lock_run(run.pk)
     if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
         raise ValidationError(
             {"status": f"Only failed or timed-out runs resume; this one is {run.status}."}
@@ -372,7 +374,7 @@ def run_resume(*, run: Run) -> Run:
         finished_at=None,
         updated_at=now,
     )
-    definition = runner.definition_of(run)
+    definition = definition_of(run)
     extend = timedelta(seconds=definition.deadline_seconds or settings.RUN_DEFAULT_DEADLINE_SECONDS)
     Run.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING,
@@ -391,7 +393,7 @@ def run_resume(*, run: Run) -> Run:
         tenant=run.tenant,
         metadata={"steps": [s.step_key for s in failed]},
     )
-    runner.dispatch([s.pk for s in failed] + runner.advance(run, None))
+    progress.dispatch([s.pk for s in failed] + progress.advance(run, None))
     return run
 
 
@@ -440,5 +442,5 @@ def run_rerun(
                 "versions": versions,
             },
         )
-        runner.dispatch(runner.advance(rerun, None))
+        progress.dispatch(progress.advance(rerun, None))
     return rerun

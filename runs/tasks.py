@@ -7,7 +7,7 @@ import socket
 from celery import shared_task
 
 from controlplane import context
-from runs.engine import runner
+from runs.execution import sweeper, worker
 
 
 @shared_task(name="runs.execute_step", ignore_result=True)
@@ -18,7 +18,7 @@ def execute_step(step_id: int) -> None:
     hostname = getattr(current_task.request, "hostname", None) or socket.gethostname()
     # what the step's finish writes to the audit log is the worker's doing, not "anonymous"
     with context.system_context(f"worker:{hostname}"):
-        runner.execute_step(int(step_id), hostname)
+        worker.execute_step(int(step_id), hostname)
 
 
 @shared_task(name="runs.sweep", ignore_result=True)
@@ -27,6 +27,6 @@ def sweep() -> dict:
     from policies.services import approvals_expire
 
     with context.system_context("sweeper"):
-        counts = runner.sweep()
+        counts = sweeper.sweep()
         counts["approvals_expired"] = approvals_expire()
     return counts

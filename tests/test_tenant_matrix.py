@@ -59,7 +59,7 @@ from policies import services as policy_services
 from policies.models import PolicyDecision
 from runs import services as run_services
 from runs.approvals.models import ApprovalRequest
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Run, Workflow, WorkflowVersion
 from tests.agents.registry_factories import (
     make_agent,
@@ -463,7 +463,7 @@ class Objects:
 
 @pytest.fixture
 def objects(world):
-    with mock.patch.object(runner, "dispatch"):  # runs stay queued; nothing goes to a broker
+    with mock.patch.object(progress, "dispatch"):  # runs stay queued; nothing goes to a broker
         yield Objects(world)
 
 

@@ -94,7 +94,7 @@ def authorize_invocation(call: AgentCall) -> Decision:
     """Ask the decision point whether ``call.agent`` may run (action ``invoke_agent``).
 
     The one policy check of an agent invocation, for every kind (llm, http, router, human):
-    ``runs.engine.executors.agents.invoke`` calls it before it dispatches on the kind, and
+    ``runs.execution.executors.agents.invoke`` calls it before it dispatches on the kind, and
     every step type runs its agents through ``invoke`` (manager supervisors, delegates and
     handoff agents included). The decision is recorded by ``call.policy`` (a
     ``policy.decision`` event); a refusal raises ``StepFailure(code="policy_denied")``.

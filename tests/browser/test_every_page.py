@@ -120,7 +120,7 @@ def every_object(live_url, world) -> Objects:
     """
     acme = world.acme
     with (
-        mock.patch("runs.engine.runner.dispatch"),
+        mock.patch("runs.execution.progress.dispatch"),
         context.system_context("tests", tenant=acme),
     ):
         provider = make_provider(acme, slug="sim")

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from controlplane import context
 from runs import services
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Run
 from tests.agents.registry_factories import make_tool
 from tests.dashboard.test_pages import client_for, text
@@ -21,7 +21,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def run(world) -> Run:
     make_tool(world.acme, slug="calc")
-    with context.system_context("tests", tenant=world.acme), mock.patch.object(runner, "dispatch"):
+    with (
+        context.system_context("tests", tenant=world.acme),
+        mock.patch.object(progress, "dispatch"),
+    ):
         workflow = services.workflow_create(
             tenant=world.acme,
             slug="sums",

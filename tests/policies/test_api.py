@@ -16,7 +16,7 @@ from policies.decision import PolicyRequest, decide, load_policy_set
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from runs import services as run_services
 from runs.approvals.models import ApprovalRequest, ApprovalVote
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Workflow
 from tests.agents.registry_factories import make_tool
 from tests.api_mixins import TenantEndpointTests, assert_error_shape, audit_rows
@@ -44,7 +44,7 @@ WORKFLOW = {
 @pytest.fixture(autouse=True)
 def _no_broker():
     # Runs here only carry approvals and decisions: keep them queued, send nothing to Redis.
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         yield
 
 

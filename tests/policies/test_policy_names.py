@@ -15,7 +15,7 @@ from policies import services
 from policies.definition import DEFAULT_DEFINITION, KnownNames, validate_names
 from policies.demo import DEMO_POLICIES
 from policies.models import Policy, PolicyVersion
-from runs.engine import runner
+from runs.execution import progress
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.api_mixins import assert_error_shape
 from tests.dashboard.test_pages import client_for, text
@@ -29,7 +29,7 @@ URL = "/api/v1/t/acme/policies/"
 
 @pytest.fixture(autouse=True)
 def _no_broker():
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         yield
 
 

@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import RunEvent, StepRun
 from tests.reliability.faults import wait_until
 from tests.reliability.scenario import (
@@ -43,7 +43,7 @@ def test_steps_committed_but_never_dispatched_are_picked_up_within_the_sweep_bou
     # the process "dies" after each run's commit and before its first step is sent: the
     # dispatch (a transaction.on_commit send) never happens. Spread over a few sweep
     # intervals, so the steps meet the sweeper at every phase of its cycle.
-    with mock.patch.object(runner, "dispatch") as lost:
+    with mock.patch.object(progress, "dispatch") as lost:
         for _ in range(RUNS):
             run_ids += start_runs(world, workflow, 1)
             time.sleep(0.3)

@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from agents.services.tools import tool_create
 from controlplane import context
-from runs.engine.runner import CRASH_ATTEMPTS
+from runs.execution.sweeper import CRASH_ATTEMPTS
 from runs.models import Run, StepRun
 from tests.reliability.faults import ARTIFACTS, children_of, parent_pid, pid_of_client, wait_until
 from tests.reliability.scenario import (

@@ -143,9 +143,9 @@ class TestRerunChoice:
 
     @pytest.fixture
     def pinned(self, world, monkeypatch):
-        from runs.engine import runner
+        from runs.execution import progress
 
-        monkeypatch.setattr(runner, "dispatch", lambda *a, **k: None)  # API only: no worker
+        monkeypatch.setattr(progress, "dispatch", lambda *a, **k: None)  # API only: no worker
         with context.tenant_context(world.acme):
             make_provider(world.acme, slug="sim", models=[{"name": "sim-1"}])
             run = _start(world, _gated_writer(world))

@@ -18,8 +18,8 @@ from runs.engine.conditions import (
     evaluate,
     problems,
 )
-from runs.engine.executors.flow import _resolve_route
 from runs.engine.validation import validate_definition
+from runs.execution.executors.flow import _resolve_route
 from tests.api_mixins import assert_error_shape
 from tests.runs.test_definition_validation import REGISTRY, minimal
 

@@ -20,8 +20,8 @@ from controlplane.realtime import events as realtime_events
 from controlplane.realtime.groups import run_group
 from runs import services
 from runs.choices import RunStatus
-from runs.engine import runner
 from runs.events import emit
+from runs.execution import progress
 from runs.models import Run
 from tests.agents.registry_factories import make_tool
 
@@ -37,7 +37,7 @@ DEFINITION = {
 @pytest.fixture(autouse=True)
 def _no_broker():
     # runs stay queued: these tests emit their events themselves
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         yield
 
 

@@ -617,14 +617,14 @@ class TestRunLimits:
     def test_run_deadline_times_out_a_waiting_run(self, acme, worker):
         import time
 
-        from runs.engine import runner
+        from runs.execution import sweeper
 
         world = acme
         wf = _workflow(world, "slowpoke", [{"id": "ask", "type": "approval", "title": "ok?"}])
         run = _start(world, wf, deadline_seconds=1)
         approval = _approval(run)
         time.sleep(1.2)
-        assert runner.sweep()["timed_out"] == 1
+        assert sweeper.sweep()["timed_out"] == 1
         run = wait_for_run(run)
         assert run.status == "timed_out"
         approval.refresh_from_db()

@@ -28,8 +28,8 @@ from runs.engine.calls import (
     StepFailure,
     authorize_invocation,
 )
-from runs.engine.llm import ENGINE_TOOL_NAMES, messages_to_json, run_llm_agent
-from runs.engine.orchestration import run_handoff, run_manager
+from runs.execution.llm import ENGINE_TOOL_NAMES, messages_to_json, run_llm_agent
+from runs.execution.orchestration import run_handoff, run_manager
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.agents.test_providers import (
     Reply,

@@ -15,7 +15,7 @@ from django.utils import timezone
 from controlplane import context
 from runs import services
 from runs.choices import TERMINAL_RUN_STATUSES
-from runs.engine import runner
+from runs.execution import sweeper
 from runs.models import Run, RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.runs.conftest import wait_for_run
@@ -118,7 +118,7 @@ def test_cancel_resume_and_rerun_racing_running_steps_never_deadlock(acme, worke
         _wait(lambda r=timed_out: _running(r), "a running step")
         # time the run out while its step runs (the sweeper's deadline path), to resume it
         Run.objects.unscoped().filter(pk=timed_out.pk).update(deadline=timezone.now())
-        runner.sweep()
+        sweeper.sweep()
         assert _status(timed_out) == "timed_out"
         executing = _start(world, busy)
         _wait(lambda r=executing: _running(r), "a running step")

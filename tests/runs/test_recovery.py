@@ -15,7 +15,7 @@ from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
 from controlplane.celery import app
 from runs import services
-from runs.engine import runner
+from runs.execution import claim, progress, sweeper
 from runs.models import RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.processes import Worker
@@ -109,7 +109,7 @@ def test_worker_killed_mid_step_loses_nothing_and_repeats_no_side_effect(world, 
             ),
             what="the lease to expire",
         )
-        counts = runner.sweep()
+        counts = sweeper.sweep()
         assert counts["reclaimed"] == 1
         run = wait_for_run(run, timeout=60)
         assert run.status == "succeeded", run.status_reason
@@ -140,14 +140,14 @@ def test_lost_dispatch_is_redispatched_by_the_sweeper(world, worker, settings):
             "lost",
             [{"id": "c", "type": "tool", "tool": "calc", "arguments": {"expression": "6*7"}}],
         )
-    with mock.patch.object(runner, "dispatch"):  # the message never reaches the broker
+    with mock.patch.object(progress, "dispatch"):  # the message never reaches the broker
         run = _start(world, wf)
     step = StepRun.objects.unscoped().get(run_id=run.pk)
     assert step.status == "queued"
     time.sleep(1.0)
     assert StepRun.objects.unscoped().get(pk=step.pk).status == "queued"
     settings.SWEEP_REDISPATCH_AFTER_SECONDS = 0
-    assert runner.sweep()["redispatched"] == 1
+    assert sweeper.sweep()["redispatched"] == 1
     run = wait_for_run(run)
     assert run.status == "succeeded" and run.output == {"result": 42}
 
@@ -161,10 +161,10 @@ def test_a_step_that_keeps_killing_its_worker_fails_after_its_attempts(world):
             "poison",
             [{"id": "c", "type": "tool", "tool": "calc", "arguments": {"expression": "1"}}],
         )
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         run = _start(world, wf)
     step = StepRun.objects.unscoped().get(run_id=run.pk)
-    for delivery in range(1, runner.CRASH_ATTEMPTS + 1):
+    for delivery in range(1, sweeper.CRASH_ATTEMPTS + 1):
         # what a worker dying mid-step leaves behind: running, lease expired
         StepRun.objects.unscoped().filter(pk=step.pk).update(
             status="running",
@@ -173,9 +173,9 @@ def test_a_step_that_keeps_killing_its_worker_fails_after_its_attempts(world):
             claim_token="x",
             lease_expires_at=timezone.now() - timedelta(seconds=1),
         )
-        with mock.patch.object(runner, "dispatch"):
-            counts = runner.sweep()
-        if delivery < runner.CRASH_ATTEMPTS:
+        with mock.patch.object(progress, "dispatch"):
+            counts = sweeper.sweep()
+        if delivery < sweeper.CRASH_ATTEMPTS:
             assert counts["reclaimed"] == 1
             assert StepRun.objects.unscoped().get(pk=step.pk).status == "queued"
     assert counts["failed"] == 1
@@ -194,8 +194,8 @@ def test_duplicate_delivery_does_nothing(world):
             "dup",
             [{"id": "c", "type": "tool", "tool": "calc", "arguments": {"expression": "1"}}],
         )
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         run = _start(world, wf)
     step = StepRun.objects.unscoped().get(run_id=run.pk)
-    assert runner.claim(step.pk, "a") is not None
-    assert runner.claim(step.pk, "b") is None  # second delivery: the conditional UPDATE misses
+    assert claim.claim(step.pk, "a") is not None
+    assert claim.claim(step.pk, "b") is None  # second delivery: the conditional UPDATE misses

@@ -11,7 +11,7 @@ from controlplane.tenancy.choices import Role
 from policies.services import approval_create
 from runs import services
 from runs.approvals.models import ApprovalRequest
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Run, StepRun
 from tests.agents.registry_factories import make_tool
 from tests.api_mixins import TenantEndpointTests, assert_error_shape
@@ -33,7 +33,7 @@ DEFINITION = {
 @pytest.fixture(autouse=True)
 def _no_broker():
     # These tests check the API, not execution: keep runs queued, send nothing to Redis.
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         yield
 
 

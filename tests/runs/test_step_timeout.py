@@ -19,7 +19,7 @@ from agents.tools.builtin import BUILTINS
 from controlplane import context
 from controlplane.celery import app
 from runs import services
-from runs.engine import runner
+from runs.execution import sweeper
 from runs.models import RunEvent, StepRun
 from tests.agents.registry_factories import make_tool
 from tests.processes import Worker
@@ -105,7 +105,7 @@ def test_a_cpu_bound_step_times_out_once_at_its_deadline_and_is_stopped(
 
         _wait(renewed, "the heartbeat to renew the lease during the CPU-bound step")
         assert StepRun.objects.unscoped().get(pk=step.pk).status == "running"
-        assert runner.sweep()["reclaimed"] == 0  # past the first lease, not past the renewed one
+        assert sweeper.sweep()["reclaimed"] == 0  # past the first lease, not past the renewed one
 
         run = wait_for_run(run)
         step.refresh_from_db()

@@ -31,7 +31,7 @@ from policies import services as policy_services
 from policies.models import Policy
 from runs import services as run_services
 from runs.approvals.models import ApprovalRequest
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Run
 from tests.factories import add_member
 from tests.test_tenant_matrix import WORKFLOW_DEFINITION, Objects
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def objects(world):
-    with mock.patch.object(runner, "dispatch"):
+    with mock.patch.object(progress, "dispatch"):
         yield Objects(world)
 
 

@@ -23,7 +23,7 @@ from controlplane import jsoninput
 from controlplane.asgi import application
 from controlplane.audit.models import AuditEvent
 from policies.models import Policy
-from runs.engine import runner
+from runs.execution import progress
 from runs.models import Run, Workflow
 from tests.api_mixins import assert_error_shape
 from tests.test_tenant_matrix import Objects
@@ -39,7 +39,7 @@ def deep(levels: int, leaf: str = "1") -> str:
 
 @pytest.fixture
 def no_broker():
-    with mock.patch.object(runner, "dispatch"):  # runs stay queued
+    with mock.patch.object(progress, "dispatch"):  # runs stay queued
         yield
 
 

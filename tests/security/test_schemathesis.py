@@ -54,7 +54,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from agents.tools.base import ToolError
-from runs.engine import runner
+from runs.execution import progress
 from tests.factories import make_token
 from tests.test_tenant_matrix import Objects
 
@@ -145,7 +145,7 @@ def _mcp_unreachable(server):
 @pytest.fixture
 def offline():
     with (
-        mock.patch.object(runner, "dispatch"),
+        mock.patch.object(progress, "dispatch"),
         mock.patch.object(httpx.HTTPTransport, "handle_request", _refuse_connections),
         mock.patch("agents.tools.mcp_services.discover", _mcp_unreachable),
     ):

@@ -30,7 +30,7 @@ from django.test import Client
 from controlplane.api.models import ApiToken
 from controlplane.audit.models import AuditEvent
 from policies.models import PolicyDecision
-from runs.engine import runner
+from runs.execution import claim, progress, worker
 from runs.models import Run, RunEvent, StepRun
 from tests.factories import make_token
 from tests.runs.loopback import Loopback
@@ -98,7 +98,7 @@ def step_threads():
     """The engine's step threads, closed afterwards with their database connections (else the
     test database could not be dropped at the end of the session)."""
     yield
-    pool = runner._pool
+    pool = claim._pool
     if pool is None:
         return
     executor = pool[1]
@@ -112,7 +112,7 @@ def step_threads():
     for future in [executor.submit(close) for _ in range(threads)]:
         future.result(timeout=15)
     executor.shutdown(wait=True)
-    runner._pool = None
+    claim._pool = None
 
 
 def _run_queued_steps(dispatched: mock.Mock) -> None:
@@ -124,7 +124,7 @@ def _run_queued_steps(dispatched: mock.Mock) -> None:
             return
         for step_id in ids:
             done.add(step_id)
-            runner.execute_step(step_id, "secrets-test")
+            worker.execute_step(step_id, "secrets-test")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,7 +150,7 @@ def test_secrets_appear_in_no_response_page_log_event_or_audit_row(
         assert response.status_code in (200, 302), (url, response.status_code)
         shown.append((f"page {url}", response.content))
 
-    with mock.patch.object(runner, "dispatch") as dispatched:
+    with mock.patch.object(progress, "dispatch") as dispatched:
         call(
             "post",
             "providers/",

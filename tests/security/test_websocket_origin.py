@@ -18,7 +18,7 @@ from django.test import Client
 
 from controlplane.asgi import application
 from controlplane.routing import websocket_urlpatterns
-from runs.engine import runner
+from runs.execution import progress
 from tests.test_tenant_matrix import Objects
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +53,7 @@ async def _handshake(path: str, cookie: bytes, origin: bytes | None) -> tuple[bo
 def test_websocket_handshake_from_a_foreign_origin_is_refused(route, world):
     keys = {"tenant": "acme"}
     if "<int:run>" in route:
-        with mock.patch.object(runner, "dispatch"):  # the run stays queued; no broker
+        with mock.patch.object(progress, "dispatch"):  # the run stays queued; no broker
             keys["run"] = Objects(world).keys("run", world.acme)["pk"]
     path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(keys[m.group(1)]), route)
     cookie = _cookie(world.bob)

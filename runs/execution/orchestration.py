@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agents.tools.base import ToolError
 from policies.decision import PolicyRequest
 from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
-from runs.engine.llm import bounded, decision_error
+from runs.execution.llm import bounded, decision_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable

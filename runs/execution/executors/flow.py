@@ -16,8 +16,10 @@ from agents.tools.base import ToolContext, ToolError, execute_tool
 from controlplane import context
 from policies.decision import PolicyRequest
 from runs.engine.calls import AgentResult, StepCancelled, StepFailure
-from runs.engine.executors.agents import invoke, load_agent, make_call, policy_for
-from runs.engine.runner import StepContext, StepOutcome, StepWaiting, template_scope
+from runs.execution.executors.agents import invoke, load_agent, make_call, policy_for
+from runs.execution.outcomes import StepOutcome, StepWaiting
+from runs.execution.progress import template_scope
+from runs.execution.step_context import StepContext
 
 
 def tool_step(ctx: StepContext) -> StepOutcome:

@@ -46,7 +46,7 @@ from agents.tools.base import ToolContext, ToolError, execute_tool, validation_e
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
 from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
-from runs.engine.runner import StepWaiting
+from runs.execution.outcomes import StepWaiting
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -97,7 +97,7 @@ def run_llm_agent(call: AgentCall) -> AgentResult:
       ``call.messages`` is given and ``call.input`` is None).
     * ``policy(call_model)`` is asked before every model call; a non-allow fails the step
       with code ``policy_denied``. ``policy(invoke_agent)`` is not asked here: the caller
-      (``invoke`` in ``runs.engine.executors.agents``, the one gate for every agent kind)
+      (``invoke`` in ``runs.execution.executors.agents``, the one gate for every agent kind)
       asked it. ``check_cancel`` runs before every model and tool call.
     * Every model call emits ``model.call`` (a failed one ``model.error``); every tool
       call emits ``tool.call``. Tokens and cost in the result are the sums over this

@@ -3,9 +3,10 @@ or raises StepFailure / StepWaiting / StepCancelled."""
 
 from __future__ import annotations
 
-from runs.engine.executors import agents as agent_executors
-from runs.engine.executors import flow
-from runs.engine.runner import StepContext, StepOutcome
+from runs.execution.executors import agents as agent_executors
+from runs.execution.executors import flow
+from runs.execution.outcomes import StepOutcome
+from runs.execution.step_context import StepContext
 
 EXECUTORS = {
     "agent": agent_executors.agent_step,

@@ -12,7 +12,8 @@ from agents.choices import AgentKind, Status
 from agents.http_agent import HttpAgentError, call_http_agent
 from agents.models import Agent, AgentVersion
 from runs.engine.calls import AgentCall, AgentResult, StepFailure, authorize_invocation
-from runs.engine.runner import StepContext, StepOutcome, StepWaiting
+from runs.execution.outcomes import StepOutcome, StepWaiting
+from runs.execution.step_context import StepContext
 from runs.models import AgentMemory, StepRun
 
 
@@ -119,13 +120,13 @@ def invoke(call: AgentCall, ctx: StepContext, *, may_wait: bool = False) -> Agen
     authorize_invocation(call)
     memory_before = dict(call.memory)
     if agent.kind == AgentKind.LLM:
-        from runs.engine.llm import run_llm_agent
+        from runs.execution.llm import run_llm_agent
 
         result = run_llm_agent(call)
     elif agent.kind == AgentKind.HTTP:
         result = _invoke_http(call, ctx)
     elif agent.kind == AgentKind.ROUTER:
-        from runs.engine.executors.flow import route_with_agent
+        from runs.execution.executors.flow import route_with_agent
 
         route = route_with_agent(ctx, agent, call.version, call.input)
         result = AgentResult(output={"route": route}, route=route)
@@ -231,7 +232,7 @@ def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOut
 
 def manager_step(ctx: StepContext) -> StepOutcome:
     """A supervisor llm agent delegating to other agents exposed to it as tools."""
-    from runs.engine.orchestration import run_manager
+    from runs.execution.orchestration import run_manager
 
     spec = ctx.step_def.spec
     supervisor, version = load_agent(ctx, spec["agent"])
@@ -253,7 +254,7 @@ def manager_step(ctx: StepContext) -> StepOutcome:
 
 def handoff_step(ctx: StepContext) -> StepOutcome:
     """Agents passing control and the conversation to one another."""
-    from runs.engine.orchestration import run_handoff
+    from runs.execution.orchestration import run_handoff
 
     spec = ctx.step_def.spec
     agents = {slug: load_agent(ctx, slug) for slug in spec["agents"]}

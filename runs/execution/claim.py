@@ -1,0 +1,250 @@
+"""Claiming a step and running its executor: the conditional claim, the lease heartbeat,
+the per-process executor pool and the step timeout."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from controlplane import context
+from runs.choices import RunStatus, StepStatus
+from runs.engine.calls import StepCancelled, StepFailure
+from runs.events import clip, emit
+from runs.execution.executors import execute
+from runs.execution.outcomes import StepAbandoned, StepOutcome
+from runs.execution.step_context import StepContext, definition_of, lease_seconds
+from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run
+from runs.models import Run, StepRun
+
+logger = logging.getLogger(__name__)
+
+
+def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
+    """Take a queued step (queued -> running) for this worker; None if someone else has it."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        StepRun.objects.unscoped()
+        .filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now),
+            pk=step_id,
+            status=StepStatus.QUEUED,
+            run__status__in=ACTIVE_RUN,
+        )
+        .update(
+            status=StepStatus.RUNNING,
+            claim_token=token,
+            claimed_by=worker[:200],
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+            attempt=F("attempt") + 1,
+            delivery_count=F("delivery_count") + 1,
+            started_at=now,
+            updated_at=now,
+        )
+    )
+    if claimed != 1:
+        return None
+    step = StepRun.objects.unscoped().select_related("run", "run__tenant").get(pk=step_id)
+    run = step.run
+    with transaction.atomic():
+        if run.status == RunStatus.QUEUED:
+            Run.objects.unscoped().filter(pk=run.pk, status=RunStatus.QUEUED).update(
+                status=RunStatus.RUNNING, started_at=now, updated_at=now
+            )
+            run.status = RunStatus.RUNNING
+            emit(run=run, type="run.started", payload={})
+        if run.deadline and run.deadline <= now:
+            run = lock_run(run.pk)
+            if run.status in ACTIVE_RUN:
+                finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
+            return None
+        emit(
+            run=run,
+            type="step.started",
+            step_key=step.step_key,
+            payload={"attempt": step.attempt, "worker": worker},
+        )
+    return step, token
+
+
+class _Leases:
+    """One heartbeat thread per process renews the lease of every step it is running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, str] = {}
+        self._pid: int | None = None
+
+    def hold(self, step_id: int, token: str) -> None:
+        with self._lock:
+            self._active[step_id] = token
+            if self._pid != os.getpid():  # first use in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True).start()
+
+    def release(self, step_id: int) -> None:
+        with self._lock:
+            self._active.pop(step_id, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(max(1.0, lease_seconds() / 3))
+            with self._lock:
+                active = list(self._active.items())
+            for step_id, token in active:
+                try:
+                    StepRun.objects.unscoped().filter(
+                        pk=step_id, claim_token=token, status=StepStatus.RUNNING
+                    ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
+                except Exception:  # the database is away: the sweeper will sort it out
+                    logger.warning("lease of step %s not renewed", step_id, exc_info=True)
+                    connection.close()
+
+
+leases = _Leases()
+_pool_lock = threading.Lock()
+_pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _executor_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """A per-process pool whose threads keep their database connection between steps."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=settings.STEP_EXECUTOR_THREADS, thread_name_prefix="step"
+                ),
+            )
+        return _pool[1]
+
+
+class _ExecutorThread:
+    """Which pool thread runs one step's executor, so a timeout can stop that thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ident: int | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            self._ident = threading.get_ident()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._ident = None
+
+    def stop(self) -> bool:
+        """Raise ``StepAbandoned`` in the thread if it still runs this step; whether it did.
+
+        Python delivers it at the thread's next bytecode, so pure-Python work (a loop, a
+        parser) stops at once and blocking I/O when it returns. C code holding the
+        interpreter cannot be interrupted by anything in the process: what a tenant can make
+        C code do is bounded where it runs (RE2 regexes, template and calculator limits,
+        no CEL comprehensions).
+        """
+        with self._lock:  # leave() cannot run meanwhile: the thread is still in the step
+            ident, self._ident = self._ident, None
+            if ident is None:
+                return False
+            done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(StepAbandoned)
+            )
+            return done == 1
+
+
+def _usable_connection() -> None:
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+
+
+def run_executor(step: StepRun, token: str) -> StepOutcome:
+    run = step.run
+    definition = definition_of(run)
+    step_def = definition.step(step.step_key)
+    timeout = step_def.timeout_seconds or settings.STEP_DEFAULT_TIMEOUT_SECONDS
+    started = time.monotonic()
+    deadline = started + timeout
+    if run.deadline is not None:
+        deadline = min(deadline, started + (run.deadline - timezone.now()).total_seconds())
+    abandoned = threading.Event()
+    counter = itertools.count(step.state.get("calls_started", 0) if step.state else 0)
+
+    def check_cancel() -> None:
+        if abandoned.is_set():
+            raise StepCancelled("the step was abandoned after its timeout")
+        status = Run.objects.unscoped().filter(pk=run.pk).values_list("status", flat=True).first()
+        if status not in ACTIVE_RUN:
+            raise StepCancelled(f"the run is {status}")
+
+    def emit_now(type: str, payload: dict[str, Any]) -> None:
+        if abandoned.is_set():
+            raise StepCancelled("the step was abandoned after its timeout")
+        emit(run=run, type=type, step_key=step.step_key, payload=clip(payload))
+
+    def save_state(state: dict[str, Any]) -> None:
+        StepRun.objects.unscoped().filter(pk=step.pk, claim_token=token).update(state=state)
+
+    ctx = StepContext(
+        run=run,
+        step=step,
+        step_def=step_def,
+        definition=definition,
+        run_context=dict(run.context),
+        deadline=deadline,
+        emit=emit_now,
+        check_cancel=check_cancel,
+        next_call_index=lambda: next(counter),
+        save_state=save_state,
+    )
+    current = context.current()
+    thread = _ExecutorThread()
+
+    def target() -> StepOutcome:
+        thread.enter()
+        token_ctx = context.set_context(
+            dataclasses.replace(current, tenant=run.tenant, system=f"worker:{step.claimed_by}")
+        )
+        try:
+            if abandoned.is_set():  # started only after its timeout (every thread was busy)
+                raise StepCancelled("the step was abandoned after its timeout")
+            _usable_connection()
+            if ctx.policy().policy_set.budgets:
+                ctx.policy().step_started()
+            return execute(ctx)
+        finally:
+            # leave() first: a StepAbandoned sent before it lands in this frame (the Python
+            # call below), never in the pool's code after it
+            thread.leave()
+            context.reset_context(token_ctx)
+
+    leases.hold(step.pk, token)
+    try:
+        future = _executor_pool().submit(target)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            abandoned.set()
+            future.cancel()  # not started yet: it never will
+            if thread.stop():
+                logger.warning("step %s passed its timeout: its executor was stopped", step.pk)
+            raise StepFailure(
+                f"the step timed out after {timeout:g} s", code="timeout", retryable=True
+            ) from None
+    finally:
+        leases.release(step.pk)

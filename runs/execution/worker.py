@@ -1,0 +1,67 @@
+"""The Django side of the engine: claiming, executing and finishing steps, advancing runs.
+
+Sequence for every step (DESIGN.md section 6):
+
+1. ``claim``: a conditional UPDATE queued -> running with a fresh claim token and a lease;
+   exactly one row or nothing (a duplicate delivery does nothing).
+2. the executor runs outside any transaction, in a thread bounded by the step timeout,
+   while a heartbeat renews the lease;
+3. ``finish_*``: one transaction stores the output, events and audit, asks the pure
+   scheduler what is next and creates those StepRuns; they are dispatched after commit.
+   A worker that finds exactly one next step runs it in the same task (fast path).
+
+A worker that dies loses nothing: the StepRun row says what is queued or running, and
+the sweeper re-dispatches queued steps and re-queues running steps whose lease expired.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import close_old_connections
+
+from controlplane.crypto import SecretDecryptionError
+from runs.engine.calls import StepCancelled, StepFailure
+from runs.execution.claim import claim, run_executor
+from runs.execution.finish import finish_cancelled, finish_failure, finish_success, finish_waiting
+from runs.execution.outcomes import StepWaiting
+
+logger = logging.getLogger(__name__)
+
+
+def execute_step(step_id: int, worker: str) -> None:
+    """Task body: claim, execute, finish; continue with the single next step when there is one."""
+    next_id: int | None = step_id
+    while next_id is not None:
+        claimed = claim(next_id, worker)
+        if claimed is None:
+            return
+        step, token = claimed
+        next_id = None
+        try:
+            outcome = run_executor(step, token)
+        except StepCancelled as exc:
+            finish_cancelled(step, token, str(exc))
+        except StepWaiting as waiting:
+            finish_waiting(step, token, waiting)
+        except StepFailure as failure:
+            finish_failure(step, token, failure)
+        except SecretDecryptionError as exc:  # keys rotated without this worker: say so
+            finish_failure(step, token, StepFailure(str(exc), code="secrets_unusable"))
+        except Exception as exc:  # a bug in an executor must not kill the worker loop
+            logger.exception("step %s crashed", step.pk)
+            finish_failure(
+                step,
+                token,
+                StepFailure(
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    code="internal_error",
+                    retryable=True,
+                ),
+            )
+        else:
+            new_ids = finish_success(step, token, outcome)
+            if len(new_ids) == 1:
+                next_id = new_ids[0]
+    # once per task, not per step: the fast path keeps its connection between steps
+    close_old_connections()
