@@ -1,4 +1,4 @@
-"""An API action managing django-guardian grants on one object ("change" and "use")."""
+"""An API action managing django-guardian grants on one object ("change" and "use" by default)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,12 @@ class ObjectPermissionsMixin:
     """Adds ``GET/POST/DELETE .../<slug>/permissions/`` to a tenant viewset.
 
     Managing grants needs the role-level ``add`` permission of the model (owners and
-    admins), so a per-object grant never lets its holder hand out more grants.
+    admins), so a per-object grant never lets its holder hand out more grants. A viewset
+    granting other verbs names its own ``permission_grant_serializer_class`` (its
+    ``permission`` field's choices) and re-documents the action with ``extend_schema_view``.
     """
+
+    permission_grant_serializer_class: type[serializers.Serializer] = PermissionGrantSerializer
 
     def _perm(self, verb: str) -> str:
         meta = self.model._meta
@@ -68,7 +72,7 @@ class ObjectPermissionsMixin:
         if request.method == "GET":
             return Response(self._holders(obj))
         source = request.data if request.method == "POST" else request.query_params
-        serializer = PermissionGrantSerializer(data=source)
+        serializer = self.permission_grant_serializer_class(data=source)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
         perm = self._perm(serializer.validated_data["permission"])

@@ -7,8 +7,7 @@ from rest_framework import serializers
 from agents.api.serializers import DiffChangeSerializer  # one "DiffChange" in the schema
 from controlplane.tenancy.models import slug_validator
 from policies.choices import PolicyMode
-from policies.models import Policy, PolicyDecision, PolicyVersion
-from runs.approvals.models import ApprovalRequest, ApprovalVote
+from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
 
 DEFINITION_HELP = "See GET /api/v1/schemas/policy-definition/"
 SIMULATION_MAX = 5000
@@ -262,11 +261,6 @@ class PolicyGrantSerializer(serializers.Serializer):
         default="approve",
         help_text="approve: may decide the approvals this policy asks for, whatever their role.",
     )
-
-
-class PolicyGrantHolderSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    permissions = serializers.ListField(child=serializers.CharField())
 
 
 # Decisions ------------------------------------------------------------------------------------

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.contrib.auth import get_user_model
 from django.db.models import Prefetch
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from controlplane.api.base import TenantReadOnlyViewSet, TenantViewSet
+from controlplane.api.object_permissions import ObjectPermissionsMixin, PermissionHolderSerializer
+from controlplane.api.versions import VersionDiffMixin
 from controlplane.rbac.denials import record_denial
-from controlplane.rbac.grants import (
-    CrossTenantGrant,
-    object_permission_grant,
-    object_permission_revoke,
-    users_granted,
-)
 from policies import services
 from policies.api.serializers import (
     ApprovalDecisionSerializer,
@@ -32,7 +26,6 @@ from policies.api.serializers import (
     PolicyDecisionSerializer,
     PolicyDetailSerializer,
     PolicyDiffSerializer,
-    PolicyGrantHolderSerializer,
     PolicyGrantSerializer,
     PolicyModeSerializer,
     PolicySerializer,
@@ -43,11 +36,10 @@ from policies.api.serializers import (
     SimulationResultSerializer,
 )
 from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
-from policies.models import Policy, PolicyDecision, PolicyVersion
+from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
 from policies.selectors import with_version_counts
-from runs.approvals.models import ApprovalRequest, ApprovalVote
 
-DECIDE_PERMISSION = "runs.decide_approvalrequest"  # named in the audit row of a refusal
+DECIDE_PERMISSION = "policies.decide_approvalrequest"  # named in the audit row of a refusal
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -60,7 +52,53 @@ def policy_definition_schema(request):
     return Response(SCHEMA)
 
 
-class PolicyViewSet(TenantViewSet):
+GRANTS_DESCRIPTION = "Grant or revoke ``approve``: its holder may decide this policy's approvals."
+
+
+@extend_schema_view(
+    version=extend_schema(
+        responses=PolicyVersionSerializer, description="One version of the policy."
+    ),
+    diff=extend_schema(
+        parameters=[
+            OpenApiParameter("from", int, required=True),
+            OpenApiParameter(
+                "to",
+                int,
+                required=False,
+                description="defaults to the active version (the newest when none is active)",
+            ),
+        ],
+        responses=PolicyDiffSerializer,
+        description=(
+            "What changed between two versions; rules and rate limits are matched by their id."
+        ),
+    ),
+    permissions=[
+        extend_schema(
+            methods=["GET"],
+            responses=PermissionHolderSerializer(many=True),
+            summary="Who holds per-policy grants (approve) on this policy",
+            description=GRANTS_DESCRIPTION,
+        ),
+        extend_schema(
+            methods=["POST"],
+            request=PolicyGrantSerializer,
+            responses={201: PermissionHolderSerializer(many=True)},
+            description=GRANTS_DESCRIPTION,
+        ),
+        extend_schema(
+            methods=["DELETE"],
+            parameters=[
+                OpenApiParameter("username", str, required=True),
+                OpenApiParameter("permission", str, required=False, enum=["approve"]),
+            ],
+            responses={204: None},
+            description=GRANTS_DESCRIPTION,
+        ),
+    ],
+)
+class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     """Policies and their immutable versions.
 
     A new version is a draft until activated; activating an older version rolls back.
@@ -86,6 +124,9 @@ class PolicyViewSet(TenantViewSet):
         # as agents and tools: handing out grants needs the role-level add permission
         "permissions": "policies.add_policy",
     }
+    version_model = PolicyVersion
+    version_serializer_class = PolicyVersionSerializer
+    permission_grant_serializer_class = PolicyGrantSerializer
 
     def refine_queryset(self, queryset):
         return with_version_counts(queryset)
@@ -132,16 +173,19 @@ class PolicyViewSet(TenantViewSet):
     def perform_destroy(self, instance):
         services.policy_delete(policy=instance)
 
+    def diff_default_to(self, policy: Policy) -> int | None:
+        default_to = policy.active_version.number if policy.active_version_id else None
+        return default_to or policy.latest_version
+
+    def diff_changes(self, older: PolicyVersion, newer: PolicyVersion) -> list[dict]:
+        return services.policy_version_diff(older, newer)
+
     @extend_schema(methods=["GET"], responses=PolicyVersionSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, *args, **kwargs):
         """Every version of the policy, newest first, each marked active, draft or previous."""
         policy = self.get_object()
-        versions = (
-            PolicyVersion.objects.filter(policy=policy)
-            .select_related("policy", "created_by")
-            .order_by("-number")
-        )
+        versions = self.version_queryset(policy).order_by("-number")
         return Response(PolicyVersionSerializer(versions, many=True).data)
 
     @extend_schema(
@@ -159,20 +203,6 @@ class PolicyViewSet(TenantViewSet):
             policy=policy, created_by=request.user, **serializer.validated_data
         )
         return Response(PolicyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(responses=PolicyVersionSerializer)
-    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>\d+)")
-    def version(self, request, *args, number=None, **kwargs):
-        """One version of the policy."""
-        policy = self.get_object()
-        version = (
-            PolicyVersion.objects.filter(policy=policy, number=int(number))
-            .select_related("policy", "created_by")
-            .first()
-        )
-        if version is None:
-            raise Http404(f"{policy.slug} has no version {number}.")
-        return Response(PolicyVersionSerializer(version).data)
 
     @extend_schema(request=PolicyActivateSerializer, responses=PolicyDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -195,49 +225,6 @@ class PolicyViewSet(TenantViewSet):
         policy = services.policy_set_mode(policy=policy, mode=serializer.validated_data["mode"])
         return self._detail(policy)
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("from", int, required=True),
-            OpenApiParameter(
-                "to",
-                int,
-                required=False,
-                description="defaults to the active version (the newest when none is active)",
-            ),
-        ],
-        responses=PolicyDiffSerializer,
-    )
-    @action(detail=True, methods=["get"])
-    def diff(self, request, *args, **kwargs):
-        """What changed between two versions; rules and rate limits are matched by their id."""
-        policy = self.get_object()
-        default_to = policy.active_version.number if policy.active_version_id else None
-        numbers = {}
-        for key, default in (("from", None), ("to", default_to or policy.latest_version)):
-            raw = request.query_params.get(key, default)
-            try:
-                numbers[key] = int(raw)
-            except (TypeError, ValueError):
-                raise serializers.ValidationError(
-                    {key: "Give a version number, e.g. ?from=1&to=2."}
-                ) from None
-        found = {
-            v.number: v
-            for v in PolicyVersion.objects.filter(policy=policy, number__in=numbers.values())
-        }
-        for key, number in numbers.items():
-            if number not in found:
-                raise serializers.ValidationError({key: f"{policy.slug} has no version {number}."})
-        older, newer = found[numbers["from"]], found[numbers["to"]]
-        return Response(
-            {
-                "policy": policy.slug,
-                "from_version": older.number,
-                "to_version": newer.number,
-                "changes": services.policy_version_diff(older, newer),
-            }
-        )
-
     @extend_schema(request=PolicySimulateSerializer, responses=SimulationResultSerializer)
     @action(detail=True, methods=["post"])
     def simulate(self, request, *args, **kwargs):
@@ -255,60 +242,6 @@ class PolicyViewSet(TenantViewSet):
             policy=policy, version=version, limit=data["limit"], mode=data.get("mode")
         )
         return Response(dataclasses.asdict(result))
-
-    @extend_schema(
-        methods=["GET"],
-        responses=PolicyGrantHolderSerializer(many=True),
-        summary="Who holds per-policy grants (approve) on this policy",
-    )
-    @extend_schema(
-        methods=["POST"],
-        request=PolicyGrantSerializer,
-        responses={201: PolicyGrantHolderSerializer(many=True)},
-    )
-    @extend_schema(
-        methods=["DELETE"],
-        parameters=[
-            OpenApiParameter("username", str, required=True),
-            OpenApiParameter("permission", str, required=False, enum=["approve"]),
-        ],
-        responses={204: None},
-    )
-    @action(
-        detail=True,
-        methods=["get", "post", "delete"],
-        url_path="permissions",
-        pagination_class=None,
-    )
-    def permissions(self, request, *args, **kwargs):
-        """Grant or revoke ``approve``: its holder may decide this policy's approvals."""
-        policy = self.get_object()
-        if request.method == "GET":
-            return Response(self._holders(policy))
-        source = request.data if request.method == "POST" else request.query_params
-        serializer = PolicyGrantSerializer(data=source)
-        serializer.is_valid(raise_exception=True)
-        username = serializer.validated_data["username"]
-        perm = f"policies.{serializer.validated_data['permission']}_policy"
-        user = get_user_model().objects.filter(username=username).first()
-        if user is None:
-            raise serializers.ValidationError({"username": f"No user named {username!r}."})
-        if request.method == "POST":
-            try:
-                object_permission_grant(user=user, perm=perm, obj=policy)
-            except CrossTenantGrant:
-                raise serializers.ValidationError(
-                    {"username": f"{username} is not a member of this tenant."}
-                ) from None
-            return Response(self._holders(policy), status=status.HTTP_201_CREATED)
-        object_permission_revoke(user=user, perm=perm, obj=policy)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def _holders(self, policy: Policy) -> list[dict]:
-        return [
-            {"username": user.username, "permissions": sorted(perms)}
-            for user, perms in sorted(users_granted(policy).items(), key=lambda i: i[0].username)
-        ]
 
 
 class PolicyDecisionViewSet(TenantReadOnlyViewSet):
@@ -333,7 +266,7 @@ class ApprovalViewSet(TenantReadOnlyViewSet):
     ordering = "-id"
     # Seeing the request is enough to reach decide(); whether this member may decide this
     # request (role, or a guardian grant on its policy or workflow) is checked per request.
-    action_permissions = {"decide": "runs.view_approvalrequest"}
+    action_permissions = {"decide": "policies.view_approvalrequest"}
 
     def refine_queryset(self, queryset):
         votes = ApprovalVote.objects.for_tenant(self.tenant).select_related("user")
