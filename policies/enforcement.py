@@ -30,7 +30,7 @@ from django.utils import timezone
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy_set_for
 from runs.approvals.choices import ApprovalKind, ApprovalStatus
-from runs.engine.calls import StepFailure
+from runs.execution.outcomes import StepFailure
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
 # Output tokens reserved at most: an agent turn (a tool call, a short answer) is rarely

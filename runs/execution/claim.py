@@ -22,10 +22,9 @@ from django.utils import timezone
 
 from controlplane import context
 from runs.choices import RunStatus, StepStatus
-from runs.engine.calls import StepCancelled, StepFailure
 from runs.events import clip, emit
 from runs.execution.executors import execute
-from runs.execution.outcomes import StepAbandoned, StepOutcome
+from runs.execution.outcomes import StepAbandoned, StepCancelled, StepFailure, StepOutcome
 from runs.execution.step_context import StepContext, definition_of, lease_seconds
 from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run
 from runs.models import Run, StepRun

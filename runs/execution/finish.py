@@ -14,11 +14,10 @@ from django.utils import timezone
 
 from policies.services import approval_create, approvals_cancel_for_run
 from runs.choices import RunStatus, StepStatus
-from runs.engine.calls import StepFailure
 from runs.engine.definition import StepDef
 from runs.events import clip, emit
 from runs.execution import progress
-from runs.execution.outcomes import StepOutcome, StepWaiting
+from runs.execution.outcomes import StepFailure, StepOutcome, StepWaiting
 from runs.execution.step_context import definition_of
 from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run, mark_waiting
 from runs.models import Run, StepRun

@@ -29,7 +29,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from agents.choices import BUILTIN_TOOL_GROUPS, BUILTIN_TOOL_RISKS, AgentKind, Status
+from agents.choices import BUILTIN_TOOL_GROUPS, BUILTIN_TOOL_RISKS, AgentKind
 from agents.models import ProviderConnection, Tool
 from agents.providers.base import (
     Adapter,
@@ -43,10 +43,11 @@ from agents.providers.base import (
     json_text,
 )
 from agents.tools.base import ToolContext, ToolError, execute_tool, validation_errors
+from controlplane.choices import Status
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
-from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
-from runs.execution.outcomes import StepWaiting
+from runs.execution.calls import AgentCall, AgentResult, ExtraTool
+from runs.execution.outcomes import StepFailure, StepWaiting
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from agents.tools.base import ToolError
 from policies.decision import PolicyRequest
-from runs.engine.calls import AgentCall, AgentResult, ExtraTool, StepFailure
+from runs.execution.calls import AgentCall, AgentResult, ExtraTool
 from runs.execution.llm import bounded, decision_error
+from runs.execution.outcomes import StepFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,13 +1,21 @@
-"""What an executor ends a step with: an outcome, or waiting for a person.
-
-StepFailure and StepCancelled (runs.engine.calls) are the other ends; StepAbandoned stops an
-executor thread past its timeout.
+"""How a step ends, as its executor tells it: an outcome, a failure, a cancellation, or
+a wait for a person; ``StepAbandoned`` stops an executor thread past its timeout.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from controlplane.errors import CodedError
+
+
+class StepFailure(CodedError):
+    """The step failed; ``retryable`` says whether its retry policy may try again."""
+
+
+class StepCancelled(Exception):
+    """The run was cancelled while the step ran; its result is discarded."""
 
 
 class StepWaiting(Exception):

@@ -7,10 +7,10 @@ from typing import Any
 from django.utils import timezone
 
 from runs.choices import StepStatus
-from runs.engine.calls import StepFailure
 from runs.events import clip, emit
 from runs.execution import progress
 from runs.execution.finish import apply_on_error
+from runs.execution.outcomes import StepFailure
 from runs.execution.step_context import definition_of
 from runs.execution.transitions import ACTIVE_RUN, lock_run, restore_running
 from runs.models import StepRun

@@ -11,10 +11,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.choices import RunStatus, StepStatus
-from runs.engine.calls import StepFailure
 from runs.events import emit
 from runs.execution import progress
 from runs.execution.finish import apply_on_error
+from runs.execution.outcomes import StepFailure
 from runs.execution.step_context import definition_of
 from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run
 from runs.models import Run, StepRun

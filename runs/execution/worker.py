@@ -21,10 +21,9 @@ import logging
 from django.db import close_old_connections
 
 from controlplane.crypto import SecretDecryptionError
-from runs.engine.calls import StepCancelled, StepFailure
 from runs.execution.claim import claim, run_executor
 from runs.execution.finish import finish_cancelled, finish_failure, finish_success, finish_waiting
-from runs.execution.outcomes import StepWaiting
+from runs.execution.outcomes import StepCancelled, StepFailure, StepWaiting
 
 logger = logging.getLogger(__name__)
 

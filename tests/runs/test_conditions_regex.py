@@ -9,7 +9,6 @@ Issue 11 item 2: ``(a+)+$`` on 29 ``a`` and a ``!`` held a worker for 53 s under
 import pytest
 
 from agents.tools.base import ToolError
-from runs.engine.calls import StepFailure
 from runs.engine.conditions import (
     MAX_MATCH_TEXT,
     MAX_PATTERN_LENGTH,
@@ -20,6 +19,7 @@ from runs.engine.conditions import (
 )
 from runs.engine.validation import validate_definition
 from runs.execution.executors.flow import _resolve_route
+from runs.execution.outcomes import StepFailure
 from tests.api_mixins import assert_error_shape
 from tests.runs.test_definition_validation import REGISTRY, minimal
 

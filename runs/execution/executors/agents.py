@@ -8,11 +8,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from agents.choices import AgentKind, Status
+from agents.choices import AgentKind
 from agents.http_agent import HttpAgentError, call_http_agent
 from agents.models import Agent, AgentVersion
-from runs.engine.calls import AgentCall, AgentResult, StepFailure, authorize_invocation
-from runs.execution.outcomes import StepOutcome, StepWaiting
+from controlplane.choices import Status
+from runs.execution.calls import AgentCall, AgentResult, authorize_invocation
+from runs.execution.outcomes import StepFailure, StepOutcome, StepWaiting
 from runs.execution.step_context import StepContext
 from runs.models import AgentMemory, StepRun
 

@@ -10,14 +10,15 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from agents.choices import AgentKind, Status
+from agents.choices import AgentKind
 from agents.models import Agent, AgentVersion, Tool
 from agents.tools.base import ToolContext, ToolError, execute_tool
 from controlplane import context
+from controlplane.choices import Status
 from policies.decision import PolicyRequest
-from runs.engine.calls import AgentResult, StepCancelled, StepFailure
+from runs.execution.calls import AgentResult
 from runs.execution.executors.agents import invoke, load_agent, make_call, policy_for
-from runs.execution.outcomes import StepOutcome, StepWaiting
+from runs.execution.outcomes import StepCancelled, StepFailure, StepOutcome, StepWaiting
 from runs.execution.progress import template_scope
 from runs.execution.step_context import StepContext
 

@@ -14,17 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.models import Agent, AgentVersion
-from controlplane.errors import CodedError
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest
-
-
-class StepFailure(CodedError):
-    """The step failed; ``retryable`` says whether its retry policy may try again."""
-
-
-class StepCancelled(Exception):
-    """The run was cancelled while the step ran; its result is discarded."""
+from runs.execution.outcomes import StepFailure
 
 
 @dataclasses.dataclass
