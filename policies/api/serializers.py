@@ -7,7 +7,8 @@ from rest_framework import serializers
 from agents.api.serializers import DiffChangeSerializer  # one "DiffChange" in the schema
 from controlplane.tenancy.models import slug_validator
 from policies.choices import PolicyMode
-from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyDecision, PolicyVersion
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 
 DEFINITION_HELP = "See GET /api/v1/schemas/policy-definition/"
 SIMULATION_MAX = 5000

@@ -36,10 +36,11 @@ from policies.api.serializers import (
     SimulationResultSerializer,
 )
 from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
-from policies.models import ApprovalRequest, ApprovalVote, Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyDecision, PolicyVersion
 from policies.selectors import with_version_counts
+from runs.approvals.models import ApprovalRequest, ApprovalVote
 
-DECIDE_PERMISSION = "policies.decide_approvalrequest"  # named in the audit row of a refusal
+DECIDE_PERMISSION = "runs.decide_approvalrequest"  # named in the audit row of a refusal
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -266,7 +267,7 @@ class ApprovalViewSet(TenantReadOnlyViewSet):
     ordering = "-id"
     # Seeing the request is enough to reach decide(); whether this member may decide this
     # request (role, or a guardian grant on its policy or workflow) is checked per request.
-    action_permissions = {"decide": "policies.view_approvalrequest"}
+    action_permissions = {"decide": "runs.view_approvalrequest"}
 
     def refine_queryset(self, queryset):
         votes = ApprovalVote.objects.for_tenant(self.tenant).select_related("user")
