@@ -1,11 +1,6 @@
 from django.db import models
 
 
-class Status(models.TextChoices):
-    ACTIVE = "active", "Active"
-    DISABLED = "disabled", "Disabled"
-
-
 class AgentKind(models.TextChoices):
     """How an agent answers a step."""
 

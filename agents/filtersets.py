@@ -8,7 +8,6 @@ from agents.choices import (
     McpTransport,
     ProviderKind,
     Risk,
-    Status,
     TicketPriority,
     TicketStatus,
     ToolKind,
@@ -23,6 +22,7 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
+from controlplane.choices import Status
 
 
 class RegistryFilterSet(django_filters.FilterSet):

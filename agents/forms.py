@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 from django import forms
 from django.core.exceptions import ValidationError
 
-from agents.choices import AgentKind, McpTransport, ProviderKind, Risk, Status, ToolKind
+from agents.choices import AgentKind, McpTransport, ProviderKind, Risk, ToolKind
 from agents.models import Agent, ProviderConnection, Tool, ToolGrant
+from controlplane.choices import Status
 from controlplane.dashboard.forms import (
     SLUG_HELP,
     DashboardForm,

@@ -14,11 +14,11 @@ from agents.choices import (
     McpTransport,
     ProviderKind,
     Risk,
-    Status,
     TicketPriority,
     TicketStatus,
     ToolKind,
 )
+from controlplane.choices import Status
 from controlplane.crypto import EncryptedJSONField, EncryptedTextField
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator

@@ -10,9 +10,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from agents.choices import BUILTIN_TOOL_GROUPS, AgentKind, ProviderKind, Status
+from agents.choices import BUILTIN_TOOL_GROUPS, AgentKind, ProviderKind
 from agents.models import ProviderConnection, Secret
 from controlplane import egress
+from controlplane.choices import Status
 
 _CONDITION = {
     "type": "object",

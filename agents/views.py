@@ -275,9 +275,7 @@ class AgentDetailPage(OperationsMixin, RegistryObjectPage):
             return redirect(self.request.path)
         number = form.cleaned_data["version"]
         try:
-            version = agent_rollback(
-                agent=agent, number=number, created_by=self.request.user
-            )
+            version = agent_rollback(agent=agent, number=number, created_by=self.request.user)
         except ValidationError as exc:
             messages.error(self.request, " ".join(exc.messages))
             return redirect(self.request.path)
@@ -630,9 +628,7 @@ class ProviderEditPage(ObjectFormPage):
         return data
 
     def save(self, form):
-        provider = provider_update(
-            provider=self.object, **form.service_fields(creating=False)
-        )
+        provider = provider_update(provider=self.object, **form.service_fields(creating=False))
         messages.success(self.request, f"Provider “{provider.slug}” saved.")
         return redirect(self.url("provider-detail", slug=provider.slug))
 
@@ -727,9 +723,7 @@ class McpServerDetailPage(RegistryObjectPage):
         op = request.POST.get("op", "")
         server = self.object
         if op in ("disable", "enable"):
-            return self.set_status(
-                mcp_server_update, f"MCP server “{server.slug}”", server=server
-            )
+            return self.set_status(mcp_server_update, f"MCP server “{server.slug}”", server=server)
         if op != "discover":
             messages.error(request, "Unknown action.")
             return redirect(request.path)

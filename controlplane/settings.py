@@ -355,7 +355,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "RegistryStatusEnum": "agents.choices.Status.choices",
+        "RegistryStatusEnum": "controlplane.choices.Status.choices",
         "TicketStatusEnum": "agents.choices.TicketStatus.choices",
         "RunStatusEnum": "runs.choices.RunStatus.choices",
         "ApprovalStatusEnum": "runs.approvals.choices.ApprovalStatus.choices",

@@ -26,8 +26,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from agents.choices import Risk, Status
+from agents.choices import Risk
 from agents.models import Tool
+from controlplane.choices import Status
 from controlplane.dashboard.pages import (
     FormPage,
     OperationsMixin,

@@ -2,7 +2,7 @@ import django_filters
 from django.core.validators import RegexValidator
 from django.db.models import Q
 
-from agents.choices import Status
+from controlplane.choices import Status
 from controlplane.filters import UtcIsoDateTimeFilter
 from runs.choices import RunStatus
 from runs.models import Run, RunEvent, Workflow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from agents.choices import Status
+from controlplane.choices import Status
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
 from runs.choices import RunStatus, StepStatus

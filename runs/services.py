@@ -13,9 +13,9 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from agents.choices import Status
 from agents.models import Agent
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.choices import Status
 from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import parse_definition
 from runs.events import emit

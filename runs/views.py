@@ -23,8 +23,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
-from agents.choices import AgentKind, Status
+from agents.choices import AgentKind
 from agents.models import Agent
+from controlplane.choices import Status
 from controlplane.dashboard.pages import (
     FormPage,
     KeysFirstPaginator,

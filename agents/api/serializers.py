@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.choices import AgentKind, McpTransport, ProviderKind, Risk, Status, ToolKind
+from agents.choices import AgentKind, McpTransport, ProviderKind, Risk, ToolKind
 from agents.models import (
     Agent,
     AgentVersion,
@@ -16,6 +16,7 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
+from controlplane.choices import Status
 from controlplane.tenancy.models import slug_validator
 
 SLUG = {"max_length": 50, "validators": [slug_validator]}

@@ -9,11 +9,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.choices import Status
 from agents.models import McpServer, Tool
 from agents.services.common import full_clean, unique_slug
 from controlplane import egress
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.choices import Status
 
 MCP_FIELDS = [
     "slug",

@@ -8,11 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.choices import ProviderKind, Status
+from agents.choices import ProviderKind
 from agents.models import ProviderConnection
 from agents.services.common import full_clean, unique_slug
 from controlplane import egress
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.choices import Status
 
 PROVIDER_FIELDS = [
     "slug",

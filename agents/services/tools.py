@@ -8,13 +8,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from agents.choices import Status, ToolKind
+from agents.choices import ToolKind
 from agents.models import Agent, Tool, ToolGrant
 from agents.services.common import full_clean, unique_slug
 from agents.tools.base import ToolError, check_host_allowed, host_pattern_problems, validate_schema
 from agents.tools.builtin import BUILTINS, effective_risk
 from controlplane import egress
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.choices import Status
 
 TOOL_FIELDS = [
     "slug",

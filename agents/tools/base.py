@@ -24,8 +24,9 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from agents.choices import Status, ToolKind
+from agents.choices import ToolKind
 from controlplane import context, egress
+from controlplane.choices import Status
 from controlplane.errors import CodedError
 
 if TYPE_CHECKING:

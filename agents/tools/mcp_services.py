@@ -9,12 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from agents.choices import Risk, Status, ToolKind
+from agents.choices import Risk, ToolKind
 from agents.models import McpServer, Tool
 from agents.tools.base import ToolError
 from agents.tools.mcp_client import DiscoveredTool, discover
 from controlplane import context
 from controlplane.audit.services import audit_record
+from controlplane.choices import Status
 
 SLUG_MAX = 50
 RISK_ORDER = [Risk.READ, Risk.WRITE, Risk.DESTRUCTIVE]

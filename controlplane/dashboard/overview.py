@@ -14,7 +14,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.choices import Status
+from controlplane.choices import Status
 from controlplane.dashboard import charts
 from runs.models import Run, Workflow
 from runs.presenters import NONE, milliseconds, usd

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from controlplane.choices import Status
 from controlplane.dashboard.base import TenantPageMixin
 from controlplane.rbac.denials import record_denial
 
@@ -172,8 +173,6 @@ class RegistryObjectPage(RegistryPage):
 
     def set_status(self, update, label: str, **target: Any) -> HttpResponse:
         """The disable / enable actions every registry object has."""
-        from agents.choices import Status
-
         op = self.request.POST.get("op")
         status = Status.DISABLED if op == "disable" else Status.ACTIVE
         try:

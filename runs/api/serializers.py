@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.choices import Status
+from controlplane.choices import Status
 from controlplane.tenancy.models import slug_validator
 from runs.choices import RunStatus
 from runs.models import AgentMemory, Run, RunEvent, StepRun, Workflow, WorkflowVersion

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from agents.choices import McpTransport, Risk, Status, ToolKind
+from agents.choices import McpTransport, Risk, ToolKind
 from agents.models import KnowledgeDocument, McpServer, Secret, Ticket, Tool
 from agents.tools.base import (
     ToolContext,
@@ -35,6 +35,7 @@ from agents.tools.builtin import BUILTINS
 from agents.tools.mcp_client import call, discover
 from agents.tools.mcp_services import mcp_server_discover
 from controlplane.audit.models import AuditEvent
+from controlplane.choices import Status
 from controlplane.context import tenant_context
 from tests.factories import TenantFactory
 
