@@ -4,7 +4,7 @@ MCP servers, secrets, knowledge documents and tickets. Views validate and call s
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -64,6 +64,7 @@ from controlplane.api.base import (
     TenantViewSet,
 )
 from controlplane.api.object_permissions import ObjectPermissionsMixin
+from controlplane.api.versions import VersionDiffMixin
 
 DISABLE_NOT_DELETE = 'Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.'
 
@@ -82,7 +83,22 @@ class SlugLookup:
     method_not_allowed_hints = {"DELETE": DISABLE_NOT_DELETE}
 
 
-class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
+@extend_schema_view(
+    version=extend_schema(
+        responses=AgentVersionSerializer, description="One version of the agent."
+    ),
+    diff=extend_schema(
+        parameters=[
+            OpenApiParameter("from", int, required=True),
+            OpenApiParameter(
+                "to", int, required=False, description="defaults to the current version"
+            ),
+        ],
+        responses=AgentDiffSerializer,
+        description="What changed between two versions (configuration leaves and pinned tools).",
+    ),
+)
+class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     """Agents and their immutable versions. PATCH edits metadata; publish makes a new version."""
 
     model = Agent
@@ -102,9 +118,17 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         "rollback": "agents.change_agent",
         "permissions": "agents.add_agent",
     }
+    version_model = AgentVersion
+    version_serializer_class = AgentVersionSerializer
 
     def refine_queryset(self, queryset):
         return queryset.select_related("current_version")
+
+    def diff_default_to(self, agent: Agent) -> int:
+        return agent.current_version.number
+
+    def diff_changes(self, older: AgentVersion, newer: AgentVersion) -> list[dict]:
+        return version_diff(older, newer)
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -133,63 +157,8 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
     def versions(self, request, *args, **kwargs):
         """Every version of the agent, newest first."""
         agent = self.get_object()
-        versions = (
-            AgentVersion.objects.filter(agent=agent)
-            .select_related("agent", "created_by")
-            .order_by("-number")
-        )
+        versions = self.version_queryset(agent).order_by("-number")
         return Response(AgentVersionSerializer(versions, many=True).data)
-
-    @extend_schema(responses=AgentVersionSerializer)
-    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>\d+)")
-    def version(self, request, *args, number=None, **kwargs):
-        """One version of the agent."""
-        agent = self.get_object()
-        version = AgentVersion.objects.filter(agent=agent, number=int(number)).first()
-        if version is None:
-            from django.http import Http404
-
-            raise Http404(f"{agent.slug} has no version {number}.")
-        return Response(AgentVersionSerializer(version).data)
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("from", int, required=True),
-            OpenApiParameter(
-                "to", int, required=False, description="defaults to the current version"
-            ),
-        ],
-        responses=AgentDiffSerializer,
-    )
-    @action(detail=True, methods=["get"])
-    def diff(self, request, *args, **kwargs):
-        """What changed between two versions (configuration leaves and pinned tools)."""
-        agent = self.get_object()
-        numbers = {}
-        for key, default in (("from", None), ("to", agent.current_version.number)):
-            raw = request.query_params.get(key, default)
-            try:
-                numbers[key] = int(raw)
-            except (TypeError, ValueError):
-                raise serializers.ValidationError(
-                    {key: "Give a version number, e.g. ?from=1&to=2."}
-                ) from None
-        found = {
-            v.number: v
-            for v in AgentVersion.objects.filter(agent=agent, number__in=numbers.values())
-        }
-        for key, number in numbers.items():
-            if number not in found:
-                raise serializers.ValidationError({key: f"{agent.slug} has no version {number}."})
-        older, newer = found[numbers["from"]], found[numbers["to"]]
-        return Response(
-            {
-                "agent": agent.slug,
-                "from_version": older.number,
-                "to_version": newer.number,
-                "changes": version_diff(older, newer),
-            }
-        )
 
     @extend_schema(request=AgentPublishSerializer, responses={201: AgentVersionSerializer})
     @action(detail=True, methods=["post"])
@@ -198,9 +167,7 @@ class AgentViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         agent = self.get_object()
         serializer = AgentPublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = agent_publish(
-            agent=agent, created_by=request.user, **serializer.validated_data
-        )
+        version = agent_publish(agent=agent, created_by=request.user, **serializer.validated_data)
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AgentRollbackSerializer, responses={201: AgentVersionSerializer})
@@ -239,9 +206,7 @@ class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
         )
 
     def perform_update(self, serializer):
-        serializer.instance = tool_update(
-            tool=serializer.instance, **serializer.validated_data
-        )
+        serializer.instance = tool_update(tool=serializer.instance, **serializer.validated_data)
 
 
 class ToolGrantViewSet(TenantListCreateDestroyViewSet):
