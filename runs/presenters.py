@@ -14,7 +14,7 @@ from typing import Any
 
 from controlplane.dashboard.display import pretty_json
 from runs.choices import RunStatus
-from runs.engine.validation import topological_order
+from runs.engine.validation.graph import topological_order
 from runs.selectors import FINISHED_STEP_STATUSES
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)

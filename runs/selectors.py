@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from agents.choices import AgentKind
 from agents.models import Agent, Tool
 from runs.choices import StepStatus
-from runs.engine.validation import AgentInfo, RegistryView, ToolInfo
+from runs.engine.validation.registry import AgentInfo, RegistryView, ToolInfo
 from runs.models import Run, StepRun
 
 FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED)

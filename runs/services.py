@@ -18,6 +18,7 @@ from controlplane.audit.services import audit_record, snapshot
 from controlplane.choices import Status
 from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import parse_definition
+from runs.engine.validation import validate_definition
 from runs.events import emit
 from runs.execution import progress
 from runs.execution.step_context import definition_of
@@ -31,8 +32,6 @@ WORKFLOW_FIELDS = ["slug", "name", "description", "tags", "status"]
 
 def validate_workflow_definition(*, tenant: Any, definition: Any) -> None:
     """Raise a ValidationError listing every problem, each under its path."""
-    from runs.engine.validation import validate_definition
-
     if not isinstance(definition, dict):
         raise ValidationError({"definition": "Give the definition as a JSON object."})
     errors = validate_definition(definition, registry_view(tenant))

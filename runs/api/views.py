@@ -27,9 +27,11 @@ from runs.api.serializers import (
     WorkflowValidateSerializer,
     WorkflowVersionSerializer,
 )
+from runs.engine.validation import validate_definition
+from runs.engine.validation.schema import DEFINITION_SCHEMA
 from runs.filtersets import RunEventFilterSet, RunFilterSet, WorkflowFilterSet
 from runs.models import Run, RunEvent, Workflow, WorkflowVersion
-from runs.selectors import with_finished_steps
+from runs.selectors import registry_view, with_finished_steps
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -37,8 +39,6 @@ from runs.selectors import with_finished_steps
 @permission_classes([AllowAny])
 def workflow_definition_schema(request):
     """The JSON Schema of workflow definitions (documentation for authors and editors)."""
-    from runs.engine.validation import DEFINITION_SCHEMA
-
     return Response(DEFINITION_SCHEMA)
 
 
@@ -114,9 +114,6 @@ class WorkflowViewSet(TenantViewSet):
     @action(detail=False, methods=["post"])
     def validate(self, request, *args, **kwargs):
         """Check a definition without saving it: {"valid": bool, "errors": [{path, message}]}."""
-        from runs.engine.validation import validate_definition
-        from runs.selectors import registry_view
-
         serializer = WorkflowValidateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         definition = serializer.validated_data["definition"]

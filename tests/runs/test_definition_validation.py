@@ -9,15 +9,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from runs.engine.definition import STEP_TYPES, parse_definition
-from runs.engine.validation import (
-    DEFINITION_SCHEMA,
-    AgentInfo,
-    DefinitionError,
-    RegistryView,
-    ToolInfo,
-    topological_order,
-    validate_definition,
-)
+from runs.engine.validation import validate_definition
+from runs.engine.validation.graph import topological_order
+from runs.engine.validation.registry import AgentInfo, RegistryView, ToolInfo
+from runs.engine.validation.report import DefinitionError
+from runs.engine.validation.schema import DEFINITION_SCHEMA
 
 REGISTRY = RegistryView(
     agents={
