@@ -88,33 +88,17 @@ class TenantConsumer(JsonConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
 
-class TenantEventsConsumer(JsonConsumer):
+class TenantEventsConsumer(TenantConsumer):
     """Live events of one tenant (audit events now; runs join later) for its members."""
 
     required_permission = "audit.view_auditevent"
 
     async def connect(self):
-        user = self.scope.get("user")
-        slug = self.scope["url_route"]["kwargs"]["tenant"]
-        access = await self._access(user, slug)
-        if access is None or not access.has_perm(self.required_permission):
-            await self.close(code=FORBIDDEN)
+        access = await self.authorize()
+        if access is None:
             return
-        self.group = tenant_group(access.tenant.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(tenant_group(access.tenant.pk))
         await self.accept()
-
-    @database_sync_to_async
-    def _access(self, user, slug):
-        try:
-            return resolve_access(user=user, tenant_slug=slug)
-        except Http404:
-            return None
-
-    async def disconnect(self, code):
-        group = getattr(self, "group", None)
-        if group:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def live_event(self, event):
         await self.send_json({k: v for k, v in event.items() if k != "type"})
