@@ -73,8 +73,8 @@ from controlplane.dashboard.pages import (
     FormPage,
     ObjectFormPage,
     OperationsMixin,
-    RegistryListPage,
-    RegistryObjectPage,
+    TenantListPage,
+    TenantObjectPage,
     pretty,
     version_diff_context,
 )
@@ -89,7 +89,7 @@ def provider_of(config: dict | None) -> ProviderConnection | None:
     return ProviderConnection.objects.filter(slug=slug).first() if slug else None
 
 
-class AgentListPage(RegistryListPage):
+class AgentListPage(TenantListPage):
     template_name = "agents/agent_list.html"
     permission_required = "agents.view_agent"
     nav_section = "agents"
@@ -151,7 +151,7 @@ class AgentCreatePage(FormPage):
         return redirect(self.url("agent-detail", slug=agent.slug))
 
 
-class AgentDetailPage(OperationsMixin, RegistryObjectPage):
+class AgentDetailPage(OperationsMixin, TenantObjectPage):
     template_name = "agents/agent_detail.html"
     permission_required = "agents.view_agent"
     post_permission_required = "agents.change_agent"
@@ -350,7 +350,7 @@ def _int(value: Any) -> int:
 # tools -------------------------------------------------------------------------------------
 
 
-class ToolListPage(RegistryListPage):
+class ToolListPage(TenantListPage):
     template_name = "agents/tool_list.html"
     permission_required = "agents.view_tool"
     nav_section = "tools"
@@ -399,7 +399,7 @@ class ToolCreatePage(FormPage):
         return redirect(self.url("tool-detail", slug=tool.slug))
 
 
-class ToolDetailPage(RegistryObjectPage):
+class ToolDetailPage(TenantObjectPage):
     template_name = "agents/tool_detail.html"
     permission_required = "agents.view_tool"
     post_permission_required = "agents.change_tool"
@@ -493,7 +493,7 @@ class ToolEditPage(ObjectFormPage):
 # providers ---------------------------------------------------------------------------------
 
 
-class ProviderListPage(RegistryListPage):
+class ProviderListPage(TenantListPage):
     template_name = "agents/provider_list.html"
     permission_required = "agents.view_providerconnection"
     nav_section = "providers"
@@ -543,7 +543,7 @@ class ProviderCreatePage(FormPage):
         return redirect(self.url("provider-detail", slug=provider.slug))
 
 
-class ProviderDetailPage(RegistryObjectPage):
+class ProviderDetailPage(TenantObjectPage):
     template_name = "agents/provider_detail.html"
     permission_required = "agents.view_providerconnection"
     post_permission_required = "agents.change_providerconnection"
@@ -636,7 +636,7 @@ class ProviderEditPage(ObjectFormPage):
 # MCP servers -------------------------------------------------------------------------------
 
 
-class McpServerListPage(RegistryListPage):
+class McpServerListPage(TenantListPage):
     template_name = "agents/mcp_server_list.html"
     permission_required = "agents.view_mcpserver"
     nav_section = "mcp-servers"
@@ -685,7 +685,7 @@ class McpServerCreatePage(FormPage):
         return redirect(self.url("mcp-server-detail", slug=server.slug))
 
 
-class McpServerDetailPage(RegistryObjectPage):
+class McpServerDetailPage(TenantObjectPage):
     template_name = "agents/mcp_server_detail.html"
     permission_required = "agents.view_mcpserver"
     post_permission_required = "agents.change_mcpserver"
@@ -792,7 +792,7 @@ class McpServerEditPage(ObjectFormPage):
 # secrets -----------------------------------------------------------------------------------
 
 
-class SecretListPage(RegistryListPage):
+class SecretListPage(TenantListPage):
     """Secret names and descriptions, and the form to add one; values are never shown."""
 
     template_name = "agents/secret_list.html"
@@ -825,7 +825,7 @@ class SecretListPage(RegistryListPage):
         return redirect(request.path)
 
 
-class SecretDetailPage(RegistryObjectPage):
+class SecretDetailPage(TenantObjectPage):
     template_name = "agents/secret_detail.html"
     permission_required = "agents.view_secret"
     post_permission_required = "agents.change_secret"
@@ -869,7 +869,7 @@ class SecretDetailPage(RegistryObjectPage):
 # knowledge ---------------------------------------------------------------------------------
 
 
-class KnowledgeListPage(RegistryListPage):
+class KnowledgeListPage(TenantListPage):
     template_name = "agents/knowledge_list.html"
     permission_required = "agents.view_knowledgedocument"
     nav_section = "knowledge"

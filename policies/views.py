@@ -32,8 +32,8 @@ from controlplane.choices import Status
 from controlplane.dashboard.pages import (
     FormPage,
     OperationsMixin,
-    RegistryListPage,
-    RegistryObjectPage,
+    TenantListPage,
+    TenantObjectPage,
     pretty,
     version_diff_context,
 )
@@ -80,7 +80,7 @@ def _rules_count(version: PolicyVersion | None) -> int | None:
 # policies ----------------------------------------------------------------------------------
 
 
-class PolicyListPage(RegistryListPage):
+class PolicyListPage(TenantListPage):
     template_name = "policies/policy_list.html"
     permission_required = "policies.view_policy"
     nav_section = "policies"
@@ -164,7 +164,7 @@ class PolicyCreatePage(FormPage):
         return redirect(self.url("policy-detail", slug=policy.slug))
 
 
-class PolicyPage(RegistryObjectPage):
+class PolicyPage(TenantObjectPage):
     """A page about one policy: found in the tenant first, with its versions."""
 
     model = Policy
@@ -376,7 +376,7 @@ class PolicySimulatePage(PolicyPage):
         return data
 
 
-class DecisionListPage(RegistryListPage):
+class DecisionListPage(TenantListPage):
     """The tenant's recent decisions, newest first, filtered by effect, action, tool ..."""
 
     template_name = "policies/decision_list.html"
@@ -399,7 +399,7 @@ class DecisionListPage(RegistryListPage):
 # approvals ---------------------------------------------------------------------------------
 
 
-class ApprovalInboxPage(RegistryListPage):
+class ApprovalInboxPage(TenantListPage):
     template_name = "policies/approval_inbox.html"
     permission_required = "runs.view_approvalrequest"
     nav_section = "approvals"
@@ -428,7 +428,7 @@ class ApprovalInboxPage(RegistryListPage):
         return data
 
 
-class ApprovalDetailPage(RegistryObjectPage):
+class ApprovalDetailPage(TenantObjectPage):
     template_name = "policies/approval_detail.html"
     permission_required = "runs.view_approvalrequest"
     post_permission_required = "runs.view_approvalrequest"  # as the API; see post()

@@ -30,8 +30,8 @@ from controlplane.dashboard.pages import (
     FormPage,
     KeysFirstPaginator,
     OperationsMixin,
-    RegistryListPage,
-    RegistryObjectPage,
+    TenantListPage,
+    TenantObjectPage,
     pretty,
 )
 from policies.presenters import approval_cards
@@ -70,7 +70,7 @@ def _int(value: Any) -> int:
 # workflows ---------------------------------------------------------------------------------
 
 
-class WorkflowListPage(RegistryListPage):
+class WorkflowListPage(TenantListPage):
     template_name = "runs/workflow_list.html"
     permission_required = "runs.view_workflow"
     nav_section = "workflows"
@@ -136,7 +136,7 @@ class WorkflowCreatePage(FormPage):
         return redirect(self.url("workflow-detail", slug=workflow.slug))
 
 
-class WorkflowPage(RegistryObjectPage):
+class WorkflowPage(TenantObjectPage):
     """A page about one workflow, with the "Start a run" form of its current version."""
 
     model = Workflow
@@ -284,7 +284,7 @@ class WorkflowStartPage(WorkflowPage):
 # runs --------------------------------------------------------------------------------------
 
 
-class RunListPage(RegistryListPage):
+class RunListPage(TenantListPage):
     template_name = "runs/run_list.html"
     permission_required = "runs.view_run"
     nav_section = "runs"
@@ -308,7 +308,7 @@ class RunListPage(RegistryListPage):
         return data
 
 
-class RunDetailPage(OperationsMixin, RegistryObjectPage):
+class RunDetailPage(OperationsMixin, TenantObjectPage):
     """A run: status, progress, steps, approvals and the timeline; live while it is active.
 
     A GET from htmx with ``after`` answers only what changed: the events after that

@@ -49,8 +49,8 @@ class KeysFirstPaginator(Paginator):
 # bases -------------------------------------------------------------------------------------
 
 
-class RegistryPage(TenantPageMixin, TemplateView):
-    """A registry page: its navigation section, and helpers for actions and errors."""
+class TenantPage(TenantPageMixin, TemplateView):
+    """A page inside a tenant: its navigation section, and helpers for actions and errors."""
 
     nav_section: ClassVar[str]
 
@@ -73,7 +73,7 @@ class RegistryPage(TenantPageMixin, TemplateView):
         return reverse(f"dashboard:{name}", kwargs={"tenant": self.tenant.slug, **kwargs})
 
 
-class RegistryListPage(RegistryPage):
+class TenantListPage(TenantPage):
     """A filtered, searchable, paginated list; GET only."""
 
     model: ClassVar[type]
@@ -142,7 +142,7 @@ class OperationsMixin:
         return getattr(self, name)(self.object)
 
 
-class RegistryObjectPage(RegistryPage):
+class TenantObjectPage(TenantPage):
     """A page about one object, found by ``lookup_field`` inside the tenant."""
 
     model: ClassVar[type]
@@ -172,7 +172,7 @@ class RegistryObjectPage(RegistryPage):
         return data
 
     def set_status(self, update, label: str, **target: Any) -> HttpResponse:
-        """The disable / enable actions every registry object has."""
+        """The disable / enable actions every registry object (agent, tool, workflow, ...) has."""
         op = self.request.POST.get("op")
         status = Status.DISABLED if op == "disable" else Status.ACTIVE
         try:
@@ -185,7 +185,7 @@ class RegistryObjectPage(RegistryPage):
         return redirect(self.request.path)
 
 
-class FormPage(RegistryPage):
+class FormPage(TenantPage):
     """Create or edit through one form; subclasses build the form and call the service."""
 
     def get_form(self, data=None):
@@ -210,5 +210,5 @@ class FormPage(RegistryPage):
             return self.invalid(form=form)
 
 
-class ObjectFormPage(FormPage, RegistryObjectPage):
+class ObjectFormPage(FormPage, TenantObjectPage):
     """Edit one object (found in the tenant first)."""
