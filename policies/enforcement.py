@@ -100,8 +100,8 @@ class StepPolicy:
 
     def _budget_wait(self, reason: str, key: str) -> None:
         """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
-        from policies.services import approval_create
         from runs.approvals.models import ApprovalRequest
+        from runs.approvals.services import approval_create
         from runs.execution.outcomes import StepWaiting
 
         refused = (
@@ -312,7 +312,7 @@ class StepPolicy:
 
     def _wait_for_approval(self, request: PolicyRequest, decision: Decision) -> None:
         from policies.models import Policy
-        from policies.services import approval_create
+        from runs.approvals.services import approval_create
         from runs.execution.outcomes import StepWaiting
 
         rule = decision.matched

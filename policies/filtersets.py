@@ -1,4 +1,4 @@
-"""Filters of the policies, decisions and approvals lists, shared by the API and the dashboard."""
+"""Filters of the policies and decisions lists, shared by the API and the dashboard."""
 
 import django_filters
 from django.db.models import Q
@@ -6,18 +6,6 @@ from django.db.models import Q
 from policies.choices import Effect, PolicyMode
 from policies.definition import ACTIONS
 from policies.models import Policy, PolicyDecision
-from runs.approvals.choices import ApprovalKind, ApprovalStatus
-from runs.approvals.models import ApprovalRequest
-
-
-class ApprovalFilterSet(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ApprovalStatus.choices)
-    kind = django_filters.ChoiceFilter(choices=ApprovalKind.choices)
-    run = django_filters.NumberFilter(field_name="run_id")
-
-    class Meta:
-        model = ApprovalRequest
-        fields = ["status", "kind"]
 
 
 class PolicyFilterSet(django_filters.FilterSet):

@@ -1,4 +1,4 @@
-"""Dashboard URLs of policies and approvals, included under ``t/<slug:tenant>/`` (dashboard
+"""Dashboard URLs of policies, included under ``t/<slug:tenant>/`` (dashboard
 namespace). ``new`` and ``decisions`` come before ``<slug>``; the create form refuses them
 as policy slugs."""
 
@@ -16,6 +16,4 @@ urlpatterns = [
         views.PolicySimulatePage.as_view(),
         name="policy-simulate",
     ),
-    path("approvals/", views.ApprovalInboxPage.as_view(), name="approvals"),
-    path("approvals/<int:pk>/", views.ApprovalDetailPage.as_view(), name="approval-detail"),
 ]

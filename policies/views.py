@@ -1,4 +1,4 @@
-"""Dashboard pages of policies and approvals.
+"""Dashboard pages of policies.
 
 Policies: the list, create (v1 may stay a draft), one policy (its applied rules, a new
 draft version from the JSON editor with problems shown under their path, version history
@@ -6,12 +6,6 @@ with a diff between any two versions, activate a draft, roll back to an older ve
 switch enforce / log only, delete), the simulation of a version against the tenant's
 recorded decisions, and the recent decisions. Pages parse; ``policies.services`` validate
 and write; actions needing more than the page's POST permission check it with ``require``.
-
-Approvals: the inbox (pending first) and one request, decided here. Deciding mirrors the
-API: the page's POST permission is the API's (viewing requests), and
-``policies.services.approval_decide`` is called with the page's access. Whether this member
-may decide this request is checked first (``can_decide``): a refusal is a 403, audited
-like every refused page. A request decided meanwhile is reported, never decided twice.
 """
 
 from __future__ import annotations
@@ -19,12 +13,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Max
 from django.http import HttpResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from agents.choices import Risk
 from agents.models import Tool
@@ -37,34 +29,26 @@ from controlplane.dashboard.pages import (
     pretty,
     version_diff_context,
 )
-from controlplane.rbac.denials import record_denial
 from controlplane.rbac.grants import users_granted
 from policies import services
 from policies.choices import PolicyMode
 from policies.definition import CONDITION_VARIABLES
-from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
+from policies.filtersets import PolicyDecisionFilterSet, PolicyFilterSet
 from policies.forms import (
     SIMULATION_DEFAULT,
-    ApprovalDecisionForm,
     PolicyCreateForm,
     PolicyModeForm,
     PolicyVersionChoiceForm,
     PolicyVersionForm,
     SimulationForm,
     definition_example,
-    response_form,
 )
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from policies.presenters import (
-    approval_cards,
     ordered_definition,
     rule_rows,
     transition_rows,
 )
-from policies.selectors import inbox, pending_for
-from runs.approvals.models import ApprovalRequest
-
-DECIDE_PERMISSION = "runs.decide_approvalrequest"  # named in the audit row of a refusal
 
 APPROVE_POLICY = "policies.approve_policy"
 
@@ -394,112 +378,3 @@ class DecisionListPage(TenantListPage):
         data = super().get_context_data(**kwargs)
         data["has_any"] = data["filtered"] or PolicyDecision.objects.exists()
         return data
-
-
-# approvals ---------------------------------------------------------------------------------
-
-
-class ApprovalInboxPage(TenantListPage):
-    template_name = "policies/approval_inbox.html"
-    permission_required = "runs.view_approvalrequest"
-    nav_section = "approvals"
-    model = ApprovalRequest
-    filterset_class = ApprovalFilterSet
-
-    def get_queryset(self):
-        return inbox(ApprovalRequest.objects.all())
-
-    def get(self, request, *args, **kwargs):
-        if request.htmx and "nav-count" in request.GET:  # static/js/nav.js: the count alone
-            return TemplateResponse(
-                request,
-                "policies/_nav_count.html",
-                {"waiting": pending_for(self.access).count()},
-            )
-        return super().get(request, *args, **kwargs)
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        data["cards"] = approval_cards(
-            list(data["objects"]), self.access, next_url=self.request.get_full_path()
-        )
-        data["has_any"] = data["filtered"] or ApprovalRequest.objects.exists()
-        data["mine"] = pending_for(self.access).count()
-        return data
-
-
-class ApprovalDetailPage(TenantObjectPage):
-    template_name = "policies/approval_detail.html"
-    permission_required = "runs.view_approvalrequest"
-    post_permission_required = "runs.view_approvalrequest"  # as the API; see post()
-    nav_section = "approvals"
-    model = ApprovalRequest
-    lookup_field = "pk"
-
-    def get_queryset(self):
-        return ApprovalRequest.objects.select_related(
-            "run", "run__workflow", "step_run", "decided_by"
-        )
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        approval = self.object
-        forms = {approval.pk: kwargs["forms"]} if kwargs.get("forms") else None
-        [card] = approval_cards([approval], self.access, forms=forms)
-        data.update(card=card, approval=approval)
-        return data
-
-    def next_url(self) -> str:
-        wanted = self.request.POST.get("next", "")
-        inside = f"/t/{self.tenant.slug}/"
-        safe = url_has_allowed_host_and_scheme(
-            wanted, allowed_hosts={self.request.get_host()}, require_https=False
-        )
-        return wanted if wanted.startswith(inside) and safe else self.request.path
-
-    def post(self, request, *args, **kwargs):
-        approval = self.object
-        if not services.can_decide(access=self.access, approval=approval):
-            record_denial(
-                request=request, access=self.access, permission=DECIDE_PERMISSION, target=approval
-            )
-            raise PermissionDenied(
-                f"Deciding this request needs the {approval.required_role} role or higher; "
-                f"you are {self.access.role}."
-            )
-        form = ApprovalDecisionForm(request.POST, approval=approval)
-        answer = response_form(approval, request.POST)
-        if not form.is_valid():
-            return self.invalid(forms=(form, answer))
-        approve = form.cleaned_data["decision"] == "approve"
-        if approve and answer is not None and not answer.is_valid():
-            return self.invalid(forms=(form, answer))
-        try:
-            services.approval_decide(
-                approval=approval,
-                approve=approve,
-                user=request.user,
-                access=self.access,
-                comment=form.cleaned_data["comment"],
-                response=answer.value() if approve and answer is not None else None,
-            )
-        except ValidationError as exc:
-            if "status" in getattr(exc, "message_dict", {}):
-                return self.already_decided(approval)
-            if answer is None:
-                raise
-            answer.add_service_errors(exc)
-            return self.invalid(forms=(form, answer))
-        verb = "Approved" if approve else "Denied"
-        then = "continues" if approve else "takes the denial (its step fails)"
-        messages.success(request, f"{verb}: “{approval.title}”. Run #{approval.run_id} {then}.")
-        return redirect(self.next_url())
-
-    def already_decided(self, approval: ApprovalRequest) -> HttpResponse:
-        approval.refresh_from_db()
-        who = f" by {approval.decided_by.get_username()}" if approval.decided_by else ""
-        messages.error(
-            self.request,
-            f"Nothing changed: “{approval.title}” was already {approval.status}{who}.",
-        )
-        return redirect(self.next_url())

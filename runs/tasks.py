@@ -24,7 +24,7 @@ def execute_step(step_id: int) -> None:
 @shared_task(name="runs.sweep", ignore_result=True)
 def sweep() -> dict:
     """Re-dispatch lost work, reclaim expired leases, expire approvals and runs."""
-    from policies.services import approvals_expire
+    from runs.approvals.services import approvals_expire
 
     with context.system_context("sweeper"):
         counts = sweeper.sweep()

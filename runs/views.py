@@ -34,9 +34,9 @@ from controlplane.dashboard.pages import (
     TenantObjectPage,
     pretty,
 )
-from policies.presenters import approval_cards
 from runs import diagram, services
 from runs.approvals.models import ApprovalRequest
+from runs.approvals.presenters import approval_cards
 from runs.choices import RunStatus
 from runs.filtersets import RunListFilterSet, WorkflowFilterSet
 from runs.forms import (

@@ -58,6 +58,7 @@ from controlplane.tenancy.models import Membership
 from policies import services as policy_services
 from policies.models import PolicyDecision
 from runs import services as run_services
+from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest
 from runs.execution import progress
 from runs.models import Run, Workflow, WorkflowVersion
@@ -428,7 +429,7 @@ class Objects:
 
     def approval(self, tenant):
         run = Run.objects.for_tenant(tenant).get(pk=self.keys("run", tenant)["pk"])
-        approval = policy_services.approval_create(
+        approval = approval_services.approval_create(
             run=run, step_run=None, kind="approval", title="Go ahead?"
         )
         return {"pk": approval.pk}

@@ -10,7 +10,6 @@ from controlplane.api.views import ApiTokenViewSet
 from controlplane.audit.api.views import AuditEventViewSet
 from controlplane.tenancy.api.views import InvitationViewSet, MembershipViewSet, MyTenantsView
 from policies.api.views import (
-    ApprovalViewSet,
     PolicyDecisionViewSet,
     PolicyViewSet,
     policy_definition_schema,
@@ -21,6 +20,7 @@ from runs.api.views import (
     WorkflowViewSet,
     workflow_definition_schema,
 )
+from runs.approvals.api.views import ApprovalViewSet
 
 tenant_router = SimpleRouter(trailing_slash=True)
 tenant_router.register("members", MembershipViewSet, basename="member")

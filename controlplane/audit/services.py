@@ -71,7 +71,8 @@ def audit_record(
     if tenant is FROM_CONTEXT:
         tenant = ctx.tenant
     if target is not None:
-        target_type = target_type or target._meta.label_lower
+        # a model that moved between apps keeps the type its older rows were written with
+        target_type = target_type or getattr(target, "audit_type", target._meta.label_lower)
         target_id = target_id or str(target.pk)
         target_name = target_name or str(target)[:300]
     actor_type, user, token, name = _actor(ctx)

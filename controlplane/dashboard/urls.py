@@ -14,7 +14,8 @@ urlpatterns = [
     path("t/<slug:tenant>/audit/", views.AuditPage.as_view(), name="audit"),
     # the registry: agents, tools, providers, MCP servers, secrets, knowledge
     path("t/<slug:tenant>/", include("agents.urls")),
-    # workflows and runs, then approvals
+    # workflows and runs, approvals, then policies
     path("t/<slug:tenant>/", include("runs.urls")),
+    path("t/<slug:tenant>/", include("runs.approvals.urls")),
     path("t/<slug:tenant>/", include("policies.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Policies, their versions, stored decisions and approvals: validate and shape; services write."""
+"""Policies, their versions and stored decisions: validate and shape; services write."""
 
 from __future__ import annotations
 
@@ -8,77 +8,9 @@ from agents.api.serializers import DiffChangeSerializer  # one "DiffChange" in t
 from controlplane.tenancy.models import slug_validator
 from policies.choices import PolicyMode
 from policies.models import Policy, PolicyDecision, PolicyVersion
-from runs.approvals.models import ApprovalRequest, ApprovalVote
 
 DEFINITION_HELP = "See GET /api/v1/schemas/policy-definition/"
 SIMULATION_MAX = 5000
-
-# Approvals ------------------------------------------------------------------------------------
-
-
-class ApprovalVoteSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", read_only=True)
-
-    class Meta:
-        model = ApprovalVote
-        fields = ["user", "approve", "comment", "created_at"]
-        read_only_fields = fields
-
-
-class ApprovalSerializer(serializers.ModelSerializer):
-    run = serializers.IntegerField(source="run_id", read_only=True)
-    step = serializers.CharField(
-        source="step_run.step_key", read_only=True, default=None, allow_null=True
-    )
-    decided_by = serializers.CharField(
-        source="decided_by.username", read_only=True, default=None, allow_null=True
-    )
-    policy = serializers.CharField(
-        source="policy.slug", read_only=True, default=None, allow_null=True
-    )
-    votes = ApprovalVoteSerializer(many=True, read_only=True)
-    approve_votes = serializers.SerializerMethodField(
-        help_text="Distinct people who approved so far (decided at required_approvals)."
-    )
-
-    class Meta:
-        model = ApprovalRequest
-        fields = [
-            "id",
-            "run",
-            "step",
-            "kind",
-            "title",
-            "details",
-            "response_schema",
-            "required_role",
-            "required_approvals",
-            "approve_votes",
-            "votes",
-            "policy",
-            "rule",
-            "status",
-            "response",
-            "comment",
-            "decided_by",
-            "decided_at",
-            "expires_at",
-            "on_timeout",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-    def get_approve_votes(self, obj) -> int:
-        return sum(1 for vote in obj.votes.all() if vote.approve)
-
-
-class ApprovalDecisionSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=["approve", "deny"])
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    response = serializers.JSONField(
-        required=False, help_text="A human agent's answer (validated against response_schema)."
-    )
-
 
 # Policies -------------------------------------------------------------------------------------
 

@@ -1,11 +1,10 @@
 """Policies API (versions, activation and rollback, mode, diff, simulation, approver grants),
-stored decisions, and approval requests. Views validate and call services."""
+and stored decisions. Views validate and call services."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
@@ -16,11 +15,8 @@ from rest_framework.response import Response
 from controlplane.api.base import TenantReadOnlyViewSet, TenantViewSet
 from controlplane.api.object_permissions import ObjectPermissionsMixin, PermissionHolderSerializer
 from controlplane.api.versions import VersionDiffMixin
-from controlplane.rbac.denials import record_denial
 from policies import services
 from policies.api.serializers import (
-    ApprovalDecisionSerializer,
-    ApprovalSerializer,
     PolicyActivateSerializer,
     PolicyCreateSerializer,
     PolicyDecisionSerializer,
@@ -35,12 +31,9 @@ from policies.api.serializers import (
     PolicyVersionSerializer,
     SimulationResultSerializer,
 )
-from policies.filtersets import ApprovalFilterSet, PolicyDecisionFilterSet, PolicyFilterSet
+from policies.filtersets import PolicyDecisionFilterSet, PolicyFilterSet
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from policies.selectors import with_version_counts
-from runs.approvals.models import ApprovalRequest, ApprovalVote
-
-DECIDE_PERMISSION = "runs.decide_approvalrequest"  # named in the audit row of a refusal
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -256,56 +249,3 @@ class PolicyDecisionViewSet(TenantReadOnlyViewSet):
 
     def refine_queryset(self, queryset):
         return queryset.select_related("policy", "policy_version", "would_policy")
-
-
-class ApprovalViewSet(TenantReadOnlyViewSet):
-    """Requests waiting for a person: approval steps, human agents, escalations, policies."""
-
-    model = ApprovalRequest
-    serializer_class = ApprovalSerializer
-    filterset_class = ApprovalFilterSet
-    ordering = "-id"
-    # Seeing the request is enough to reach decide(); whether this member may decide this
-    # request (role, or a guardian grant on its policy or workflow) is checked per request.
-    action_permissions = {"decide": "runs.view_approvalrequest"}
-
-    def refine_queryset(self, queryset):
-        votes = ApprovalVote.objects.for_tenant(self.tenant).select_related("user")
-        return queryset.select_related("step_run", "decided_by", "policy").prefetch_related(
-            Prefetch("votes", queryset=votes)
-        )
-
-    @extend_schema(request=ApprovalDecisionSerializer, responses=ApprovalSerializer)
-    @action(detail=True, methods=["post"])
-    def decide(self, request, *args, **kwargs):
-        """Approve or deny. A deny decides at once; approvals decide when
-        ``required_approvals`` distinct people approved (until then the request stays
-        pending and the vote is recorded). The waiting run continues exactly once."""
-        approval = self.get_object()
-        if self.access.token_scope == "read" or not services.can_decide(
-            access=self.access, approval=approval
-        ):
-            record_denial(
-                request=request, access=self.access, permission=DECIDE_PERMISSION, target=approval
-            )
-            if self.access.token_scope == "read":
-                message = "A read-scope token cannot decide approvals."
-            else:
-                message = (
-                    f"Deciding this request needs the {approval.required_role} role or higher, "
-                    "or an approve grant on its policy or workflow; "
-                    f"you are {self.access.role}."
-                )
-            self.permission_denied(request, message=message)
-        serializer = ApprovalDecisionSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        approval = services.approval_decide(
-            approval=approval,
-            approve=data["decision"] == "approve",
-            user=request.user,
-            access=self.access,
-            comment=data.get("comment", ""),
-            response=data.get("response"),
-        )
-        return Response(ApprovalSerializer(self.get_queryset().get(pk=approval.pk)).data)

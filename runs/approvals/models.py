@@ -46,6 +46,10 @@ class ApprovalRequest(TenantScopedModel):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # the audit trail's name for requests from before they moved to runs (the chain is
+    # append-only): one target type for the whole history
+    audit_type = "policies.approvalrequest"
+
     class Meta:
         db_table = "policies_approvalrequest"  # its table from when it lived in policies
         ordering = ["-id"]
@@ -64,6 +68,8 @@ class ApprovalVote(TenantScopedModel):
     approve = models.BooleanField()
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    audit_type = "policies.approvalvote"  # as ApprovalRequest.audit_type
 
     class Meta:
         db_table = "policies_approvalvote"  # its table from when it lived in policies

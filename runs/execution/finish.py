@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from policies.services import approval_create, approvals_cancel_for_run
+from runs.approvals.services import approval_create, approvals_cancel_for_run
 from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import StepDef
 from runs.events import clip, emit

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from controlplane import context
 from controlplane.audit.services import audit_record
-from policies.services import approvals_cancel_for_run
+from runs.approvals.services import approvals_cancel_for_run
 from runs.choices import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 from runs.events import clip, emit
 from runs.models import Run, StepRun

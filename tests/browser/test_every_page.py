@@ -45,7 +45,7 @@ from agents.tools.mcp_services import _record as record_discovery
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
-from policies import services as policy_services
+from runs.approvals import services as approval_services
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
 from runs.models import Run, StepRun
@@ -169,7 +169,7 @@ def every_object(live_url, world) -> Objects:
         record_calls(waiting)
         decided_run = start_run(acme, workflow, user=world.oscar)
         decided = make_waiting(decided_run)
-        policy_services.approval_decide(
+        approval_services.approval_decide(
             approval=decided,
             approve=True,
             user=world.alice,

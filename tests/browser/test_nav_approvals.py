@@ -7,9 +7,9 @@ import pytest
 from playwright.sync_api import expect
 
 from controlplane import context
-from policies.services import approval_create, approval_decide
 from runs import services
 from runs.approvals.models import ApprovalRequest
+from runs.approvals.services import approval_create, approval_decide
 from runs.models import Workflow
 from tests.browser.conftest import orm, shot
 from tests.browser.test_login_flow import sign_in

@@ -202,8 +202,8 @@ def test_oliver_runs_the_support_workflow_through_alices_approval(
 def test_run_pages_fit_a_phone_screen(demo, page, live_url, world, request):
     """No worker here: a queued run and a pending request are enough to lay the pages out."""
     from controlplane import context
-    from policies.services import approval_create
     from runs import services
+    from runs.approvals.services import approval_create
     from runs.models import Workflow
 
     def prepare():

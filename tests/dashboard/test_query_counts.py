@@ -29,7 +29,7 @@ from agents.tools.mcp_services import _record as record_discovery
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
-from policies import services as policy_services
+from runs.approvals import services as approval_services
 from runs.approvals.choices import ApprovalKind
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
@@ -120,7 +120,7 @@ def _run_detail_add(world, state, i):
         position=10 + i,
     )
     with as_system(world.acme):
-        policy_services.approval_create(
+        approval_services.approval_create(
             run=run,
             step_run=step,
             kind=ApprovalKind.APPROVAL,
@@ -236,7 +236,7 @@ def _approvals_add(world, state, i):
     step = StepRun.objects.for_tenant(world.acme).get(run=run, step_key="check")
     with as_system(world.acme):
         if i % 2:
-            policy_services.approval_create(
+            approval_services.approval_create(
                 run=run,
                 step_run=step,
                 kind=ApprovalKind.POLICY,
@@ -255,7 +255,7 @@ def _approvals_add(world, state, i):
                 inputs_hash=f"hash-{i}",
             )
         else:
-            approval = policy_services.approval_create(
+            approval = approval_services.approval_create(
                 run=run,
                 step_run=step,
                 kind=ApprovalKind.APPROVAL,
@@ -264,7 +264,7 @@ def _approvals_add(world, state, i):
                 required_role=Role.ADMIN,
                 required_approvals=2,
             )
-            policy_services.approval_decide(
+            approval_services.approval_decide(
                 approval=approval,
                 approve=True,
                 user=world.adam,
@@ -283,7 +283,7 @@ def _votes_add(world, state, i):
     voter = UserFactory(username=row(i))
     add_member(world.acme, voter, Role.ADMIN)
     with as_system(world.acme):
-        policy_services.approval_decide(
+        approval_services.approval_decide(
             approval=state["approval"],
             approve=True,
             user=voter,

@@ -27,9 +27,9 @@ from django.utils import timezone
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
-from policies.services import approval_create, approval_decide
 from runs import services
 from runs.approvals.models import ApprovalRequest
+from runs.approvals.services import approval_create, approval_decide
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
 from runs.models import Run, RunEvent, StepRun, Workflow, WorkflowVersion

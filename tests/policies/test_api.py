@@ -15,6 +15,7 @@ from policies import services
 from policies.decision import PolicyRequest, decide, load_policy_set
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from runs import services as run_services
+from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest, ApprovalVote
 from runs.execution import progress
 from runs.models import Workflow
@@ -600,7 +601,7 @@ def test_decisions_list_filters_newest_first(world, api):
 def make_policy_approval(tenant, policy, quorum=1, role="admin") -> ApprovalRequest:
     run = make_run(tenant)
     with context.system_context("tests", tenant=tenant):
-        return services.approval_create(
+        return approval_services.approval_create(
             run=run,
             step_run=None,
             kind="policy",

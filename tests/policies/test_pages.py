@@ -23,6 +23,7 @@ from controlplane.rbac.grants import grant_object_perm
 from controlplane.tenancy.choices import Role
 from policies import services
 from policies.models import Policy, PolicyDecision, PolicyVersion
+from runs.approvals import services as approval_services
 from runs.approvals.choices import ApprovalKind
 from runs.approvals.models import ApprovalRequest
 from runs.models import StepRun
@@ -728,7 +729,7 @@ def policy_approval(world, *, quorum: int = 1, role: str = "admin") -> ApprovalR
     run = start_run(world.acme, make_workflow(world.acme))
     step = StepRun.objects.for_tenant(world.acme).get(run=run, step_key="check")
     with context.system_context("tests", tenant=world.acme):
-        return services.approval_create(
+        return approval_services.approval_create(
             run=run,
             step_run=step,
             kind=ApprovalKind.POLICY,
@@ -837,7 +838,7 @@ def policy_approval_for_role(world, role: str) -> ApprovalRequest:
     run = start_run(world.acme, make_workflow(world.acme, slug=f"flow-{role}"))
     step = StepRun.objects.for_tenant(world.acme).get(run=run, step_key="check")
     with context.system_context("tests", tenant=world.acme):
-        return services.approval_create(
+        return approval_services.approval_create(
             run=run,
             step_run=step,
             kind=ApprovalKind.POLICY,

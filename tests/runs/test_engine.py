@@ -7,9 +7,9 @@ import pytest
 from agents.models import Ticket, Tool
 from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
-from policies.services import approval_decide
 from runs import services
 from runs.approvals.models import ApprovalRequest
+from runs.approvals.services import approval_decide
 from runs.models import Run, RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.runs.conftest import wait_for_run
@@ -502,12 +502,8 @@ class TestSideEffects:
         loopback.script["/flaky"] = [(500, {}, 0), (200, {"ok": True}, 0)]
         TestErrorHandling()._http_tool(world, loopback)
         with context.system_context("tests", tenant=world.acme):
-            tool_grant_create(
-                tool=Tool.objects.get(slug="ticket-create"), agent_tag="support"
-            )
-            tool_grant_create(
-                tool=Tool.objects.get(slug="flaky"), agent_tag="support"
-            )
+            tool_grant_create(tool=Tool.objects.get(slug="ticket-create"), agent_tag="support")
+            tool_grant_create(tool=Tool.objects.get(slug="flaky"), agent_tag="support")
         make_agent(
             world.acme,
             slug="agent",

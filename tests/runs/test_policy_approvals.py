@@ -16,7 +16,7 @@ from agents.models import Ticket
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.rbac.grants import object_permission_grant
-from policies import services as policies
+from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest, ApprovalVote
 from runs.models import RunEvent
 from tests.runs.conftest import wait_for_run
@@ -33,7 +33,7 @@ def _with_approvers(**approvers):
 def _decide_as(world, user, approval, approve=True):
     access = resolve_access(user=user, tenant_slug="acme")
     with context.using(tenant=world.acme, user=user):
-        return policies.approval_decide(
+        return approval_services.approval_decide(
             approval=ApprovalRequest.objects.unscoped().get(pk=approval.pk),
             approve=approve,
             user=user,
@@ -136,13 +136,13 @@ def test_expiry_applies_the_configured_outcome(acme, worker, on_expiry, tickets)
     ApprovalRequest.objects.unscoped().filter(pk=approval.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert policies.approvals_expire() == 1
+    assert approval_services.approvals_expire() == 1
     approval.refresh_from_db()
     assert approval.status == "expired"
     run = wait_for_run(run)
     assert run.status == "succeeded", run.status_reason
     assert Ticket.objects.for_tenant(world.acme).count() == tickets
-    assert policies.approvals_expire() == 0  # nothing left to expire
+    assert approval_services.approvals_expire() == 0  # nothing left to expire
 
 
 def test_a_guardian_grant_on_the_policy_lets_a_viewer_decide(acme, worker):  # noqa: F811

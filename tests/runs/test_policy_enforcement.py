@@ -14,6 +14,7 @@ from controlplane import context
 from controlplane.audit.models import AuditEvent
 from policies import services as policies
 from policies.models import PolicyDecision
+from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
@@ -179,7 +180,7 @@ class TestApprovalsRequiredByPolicy:
             _decide(world, approval, approve=True)
         access = resolve_access(user=world.adam, tenant_slug="acme")
         with context.using(tenant=world.acme, user=world.adam):
-            policies.approval_decide(
+            approval_services.approval_decide(
                 approval=approval, approve=True, user=world.adam, access=access
             )
         run = wait_for_run(run)

@@ -8,9 +8,9 @@ import pytest
 
 from controlplane import context
 from controlplane.tenancy.choices import Role
-from policies.services import approval_create
 from runs import services
 from runs.approvals.models import ApprovalRequest
+from runs.approvals.services import approval_create
 from runs.execution import progress
 from runs.models import Run, StepRun
 from tests.agents.registry_factories import make_tool

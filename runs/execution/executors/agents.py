@@ -212,7 +212,7 @@ def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOut
     """A person answers through the dashboard or the API; the step waits for them.
 
     Called by ``invoke`` only, after the policy check."""
-    from policies.services import approval_create
+    from runs.approvals.services import approval_create
 
     config = version.config
     approval = approval_create(

@@ -356,7 +356,7 @@ def loop_step(ctx: StepContext) -> StepOutcome:
 
 def approval_step(ctx: StepContext) -> StepOutcome:
     """A person approves or denies; a denial fails the step (see on_error)."""
-    from policies.services import approval_create
+    from runs.approvals.services import approval_create
 
     spec = ctx.step_def.spec
     rendered = ctx.step.input or {}

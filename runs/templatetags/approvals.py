@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from policies.selectors import pending_for
+from runs.approvals.selectors import pending_for
 
 register = template.Library()
 
