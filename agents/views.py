@@ -11,7 +11,7 @@ it with ``require``, which audits a refusal like the base does.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -75,6 +75,7 @@ from controlplane.dashboard.pages import (
     OperationsMixin,
     TenantListPage,
     TenantObjectPage,
+    operation,
     pretty,
     version_diff_context,
 )
@@ -221,17 +222,7 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
             initial["from"] = numbers[1]
         return version_diff_context(self.request, versions, initial, version_diff)
 
-    operations: ClassVar[dict[str, str]] = {
-        "publish": "publish",
-        "rollback": "rollback",
-        "disable": "toggle",
-        "enable": "toggle",
-        "grant": "grant",
-        "revoke": "revoke",
-        "memory_forget": "memory_forget",
-        "memory_clear": "memory_clear",
-    }
-
+    @operation("memory_forget")
     def memory_forget(self, agent: Agent) -> HttpResponse:
         from runs.memory import agent_memory_clear
 
@@ -242,6 +233,7 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
             messages.error(self.request, f"{agent.slug} remembers nothing under “{key}”.")
         return redirect(f"{self.request.path}#memory")
 
+    @operation("memory_clear")
     def memory_clear(self, agent: Agent) -> HttpResponse:
         from runs.memory import agent_memory_clear
 
@@ -251,6 +243,7 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
         )
         return redirect(f"{self.request.path}#memory")
 
+    @operation("publish")
     def publish(self, agent: Agent) -> HttpResponse:
         form = AgentPublishForm(self.request.POST)
         if not form.is_valid():
@@ -268,6 +261,7 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
         messages.success(self.request, f"Published v{version.number}; it is now current.")
         return redirect(f"{self.request.path}#versions")
 
+    @operation("rollback")
     def rollback(self, agent: Agent) -> HttpResponse:
         form = AgentRollbackForm(self.request.POST)
         if not form.is_valid():
@@ -285,11 +279,12 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
         )
         return redirect(f"{self.request.path}#versions")
 
+    @operation("disable", "enable")
     def toggle(self, agent: Agent) -> HttpResponse:
         return self.set_status(agent_update, f"Agent “{agent.slug}”", agent=agent)
 
+    @operation("grant", permission="agents.add_toolgrant")
     def grant(self, agent: Agent) -> HttpResponse:
-        self.require("agents.add_toolgrant")
         form = AgentToolGrantForm(self.request.POST, tenant=self.tenant, agent=agent)
         if not form.is_valid():
             return self.invalid(grant_form=form)
@@ -305,8 +300,8 @@ class AgentDetailPage(OperationsMixin, TenantObjectPage):
         )
         return redirect(f"{self.request.path}#grants")
 
+    @operation("revoke", permission="agents.delete_toolgrant")
     def revoke(self, agent: Agent) -> HttpResponse:
-        self.require("agents.delete_toolgrant")
         grant = get_object_or_404(
             ToolGrant.objects.filter(agent=agent).select_related("tool"),
             pk=_int(self.request.POST.get("grant")),

@@ -10,7 +10,7 @@ and write; actions needing more than the page's POST permission check it with ``
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -26,6 +26,7 @@ from controlplane.dashboard.pages import (
     OperationsMixin,
     TenantListPage,
     TenantObjectPage,
+    operation,
     pretty,
     version_diff_context,
 )
@@ -230,16 +231,8 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
             initial["from"] = base.number if base and base.number != numbers[0] else numbers[1]
         return version_diff_context(self.request, versions, initial, services.policy_version_diff)
 
-    operations: ClassVar[dict[str, str]] = {
-        "save": "save_version",
-        "activate": "activate",
-        "rollback": "activate",
-        "mode": "set_mode",
-        "delete": "delete",
-    }
-
+    @operation("save", permission="policies.add_policyversion")
     def save_version(self, policy: Policy) -> HttpResponse:
-        self.require("policies.add_policyversion")
         form = PolicyVersionForm(self.request.POST)
         if not form.is_valid():
             return self.invalid(version_form=form)
@@ -260,6 +253,7 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
         )
         return redirect(f"{self.request.path}#versions")
 
+    @operation("activate", "rollback")
     def activate(self, policy: Policy) -> HttpResponse:
         form = PolicyVersionChoiceForm(self.request.POST)
         version = None
@@ -287,6 +281,7 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
         messages.success(self.request, text)
         return redirect(f"{self.request.path}#versions")
 
+    @operation("mode")
     def set_mode(self, policy: Policy) -> HttpResponse:
         form = PolicyModeForm(self.request.POST)
         if not form.is_valid():
@@ -304,8 +299,8 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
         messages.success(self.request, text)
         return redirect(self.request.path)
 
+    @operation("delete", permission="policies.delete_policy")
     def delete(self, policy: Policy) -> HttpResponse:
-        self.require("policies.delete_policy")
         slug = policy.slug
         try:
             services.policy_delete(policy=policy)

@@ -14,7 +14,7 @@ only the events after the last one it shows.
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -32,6 +32,7 @@ from controlplane.dashboard.pages import (
     OperationsMixin,
     TenantListPage,
     TenantObjectPage,
+    operation,
     pretty,
 )
 from runs import diagram, services
@@ -419,12 +420,7 @@ class RunDetailPage(OperationsMixin, TenantObjectPage):
 
     # actions ---------------------------------------------------------------------------------
 
-    operations: ClassVar[dict[str, str]] = {
-        "cancel": "cancel",
-        "resume": "resume",
-        "rerun": "rerun",
-    }
-
+    @operation("cancel")
     def cancel(self, run: Run) -> HttpResponse:
         try:
             services.run_cancel(run=run, reason=f"cancelled by {self.request.user.get_username()}")
@@ -434,8 +430,8 @@ class RunDetailPage(OperationsMixin, TenantObjectPage):
         messages.success(self.request, f"Run #{run.pk} cancelled; running steps stop shortly.")
         return redirect(self.request.path)
 
+    @operation("resume", permission="runs.resume_run")
     def resume(self, run: Run) -> HttpResponse:
-        self.require("runs.resume_run")
         try:
             resumed = services.run_resume(run=run)
         except ValidationError as exc:
@@ -447,8 +443,8 @@ class RunDetailPage(OperationsMixin, TenantObjectPage):
         )
         return redirect(self.request.path)
 
+    @operation("rerun", permission="runs.resume_run")
     def rerun(self, run: Run) -> HttpResponse:
-        self.require("runs.resume_run")
         form = self.rerun_form(self.request.POST)
         versions = self.request.POST.get("versions") or "same"
         if versions not in VERSION_CHOICES:

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -21,6 +23,7 @@ from controlplane.dashboard.base import TenantPageMixin
 from controlplane.rbac.denials import record_denial
 
 PAGE_SIZE = 50
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def pretty(value: Any) -> str:
@@ -129,17 +132,54 @@ def version_diff_context(
     }
 
 
-class OperationsMixin:
-    """An object page whose forms post an ``op``: ``operations`` names the method for each."""
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """What a posted ``op`` runs: the page's ``handler`` method, after ``permission``."""
 
-    operations: ClassVar[dict[str, str]] = {}
+    handler: str
+    permission: str | None = None
+
+
+def operation(*names: str, permission: str | None = None) -> Callable[[F], F]:
+    """Make a page method the handler of the posted ``op`` values ``names``.
+
+    ``permission``, when given, is needed on top of the page's POST permission: without
+    it the action is refused (403, audited) before the handler runs.
+    """
+
+    def mark(method: F) -> F:
+        method.page_operation = (names, permission)  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class OperationsMixin:
+    """An object page whose forms post an ``op``, each handled by a method marked ``@operation``.
+
+    ``operations`` (op -> ``Operation``) is collected from the class and its bases.
+    """
+
+    operations: ClassVar[dict[str, Operation]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, Operation] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute, value in vars(klass).items():
+                names, permission = getattr(value, "page_operation", ((), None))
+                for name in names:
+                    found[name] = Operation(attribute, permission)
+        cls.operations = found
 
     def post(self, request, *args, **kwargs):
-        name = self.operations.get(request.POST.get("op", ""))
-        if name is None:
+        found = self.operations.get(request.POST.get("op", ""))
+        if found is None:
             messages.error(request, "Unknown action.")
             return redirect(request.path)
-        return getattr(self, name)(self.object)
+        if found.permission:
+            self.require(found.permission)
+        return getattr(self, found.handler)(self.object)
 
 
 class TenantObjectPage(TenantPage):
