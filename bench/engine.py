@@ -98,7 +98,8 @@ def _start_runs(tenant, workflow, count: int) -> list[int]:
     ids = []
     with context.system_context("bench", tenant=tenant):
         for _ in range(count):
-            ids.append(run_start(tenant=tenant, workflow=workflow, input={}).pk)
+            run, _ = run_start(tenant=tenant, workflow=workflow, input={})
+            ids.append(run.pk)
     return ids
 
 

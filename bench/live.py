@@ -98,7 +98,7 @@ def child_seed(runs: int) -> dict:
             },
         )
         with mock.patch.object(progress, "dispatch"):  # the emitters play the workers
-            ids = [run_start(tenant=tenant, workflow=workflow, input={}).pk for _ in range(runs)]
+            ids = [run_start(tenant=tenant, workflow=workflow, input={})[0].pk for _ in range(runs)]
     client = Client()
     client.force_login(user)
     return {"runs": ids, "cookie": f"sessionid={client.cookies['sessionid'].value}"}

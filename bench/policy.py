@@ -201,7 +201,7 @@ def child_check(samples: int) -> dict:
                 policy_create(
                     tenant=tenant, slug="bench", name="bench", definition={"rules": rules}
                 )
-            run = run_start(tenant=tenant, workflow=workflow, input={})
+            run, _ = run_start(tenant=tenant, workflow=workflow, input={})
         tenant.refresh_from_db()
         run.refresh_from_db()
         run.tenant = tenant

@@ -207,40 +207,12 @@ def run_start(
     idempotency_key: str = "",
     deadline_seconds: float | None = None,
     max_steps: int | None = None,
-) -> Run:
+) -> tuple[Run, bool]:
     """Start a run of a workflow's current version or of one agent; idempotent per key.
 
-    The same ``idempotency_key`` returns the run it first created instead of a second one;
-    the same key with a different request raises ``IdempotencyKeyReused``.
-    """
-    run, _ = run_start_once(
-        tenant=tenant,
-        input=input,
-        workflow=workflow,
-        agent=agent,
-        created_by=created_by,
-        idempotency_key=idempotency_key,
-        deadline_seconds=deadline_seconds,
-        max_steps=max_steps,
-    )
-    return run
-
-
-def run_start_once(
-    *,
-    tenant: Any,
-    input: Any,
-    workflow: Workflow | None = None,
-    agent: Agent | None = None,
-    created_by: Any = None,
-    idempotency_key: str = "",
-    deadline_seconds: float | None = None,
-    max_steps: int | None = None,
-) -> tuple[Run, bool]:
-    """``run_start`` that also says whether this call created the run (False: the key's run).
-
-    The one place an idempotency key is checked: a key seen before with the same workflow
-    or agent and input returns its run; with a different request, ``IdempotencyKeyReused``.
+    Returns ``(run, created)``. The one place an idempotency key is checked: a key seen
+    before with the same workflow or agent and input returns its run (``created`` False);
+    with a different request, ``IdempotencyKeyReused``.
     """
 
     def existing_run() -> Run | None:

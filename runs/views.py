@@ -261,7 +261,7 @@ class WorkflowStartPage(WorkflowPage):
         if not form.is_valid():
             return self.invalid(start_form=form)
         try:
-            run, created = services.run_start_once(
+            run, created = services.run_start(
                 tenant=self.tenant,
                 input=form.value(),
                 workflow=workflow,

@@ -424,7 +424,7 @@ class Objects:
         workflow = Workflow.objects.for_tenant(tenant).get(
             slug=self.keys("workflow", tenant)["slug"]
         )
-        run = run_services.run_start(tenant=tenant, workflow=workflow, input={})
+        run, _ = run_services.run_start(tenant=tenant, workflow=workflow, input={})
         return {"pk": run.pk, "run": run.pk}
 
     def approval(self, tenant):

@@ -216,7 +216,7 @@ class RunViewSet(TenantViewSet):
                 )
                 self.permission_denied(request, message="You may not use this agent.")
         try:
-            run, created = services.run_start_once(
+            run, created = services.run_start(
                 tenant=self.tenant,
                 input=data.get("input", {}),
                 workflow=workflow,

@@ -50,7 +50,8 @@ def _workflow(tenant, steps: int = 3):
 
 def _start(tenant, workflow) -> int:
     with context.system_context("tests", tenant=tenant):
-        return services.run_start(tenant=tenant, workflow=workflow, input={}).pk
+        run, _ = services.run_start(tenant=tenant, workflow=workflow, input={})
+        return run.pk
 
 
 def _emit(run_id: int, step: str) -> int:

@@ -30,7 +30,7 @@ def test_the_approvals_count_updates_live(demo, world, page, live_url, request):
     def ask() -> int:
         with context.system_context("tests", tenant=world.acme):
             workflow = Workflow.objects.for_tenant(world.acme).get(slug="support-ticket")
-            run = services.run_start(
+            run, _ = services.run_start(
                 tenant=world.acme, workflow=workflow, input={"message": "Hi", "customer": "Fox"}
             )
             return approval_create(

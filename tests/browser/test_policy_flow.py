@@ -168,7 +168,9 @@ def refunds(live_url, world, start_celery_worker):
     past = []
     for amount in (50, 150):
         with context.system_context("tests", tenant=acme):
-            run = run_services.run_start(tenant=acme, workflow=workflow, input={"amount": amount})
+            run, _ = run_services.run_start(
+                tenant=acme, workflow=workflow, input={"amount": amount}
+            )
         past.append(wait_for_status(acme, run.pk, "succeeded"))
     calls = PolicyDecision.objects.for_tenant(acme).filter(action="call_tool", tool="refund")
     assert sorted(d.inputs["arguments"]["amount"] for d in calls) == [50, 150]

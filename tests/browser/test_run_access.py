@@ -34,7 +34,7 @@ def queued_run(demo, world):  # noqa: F811
     def start():
         with context.system_context("tests", tenant=world.acme):
             workflow = Workflow.objects.for_tenant(world.acme).get(slug="support-ticket")
-            run = services.run_start(
+            run, _ = services.run_start(
                 tenant=world.acme, workflow=workflow, input={"message": "Hi", "customer": "Fox"}
             )
             return run.pk

@@ -209,7 +209,7 @@ def test_run_pages_fit_a_phone_screen(demo, page, live_url, world, request):
     def prepare():
         with context.system_context("tests", tenant=world.acme):
             workflow = Workflow.objects.get(slug="support-ticket")
-            run = services.run_start(
+            run, _ = services.run_start(
                 tenant=world.acme, workflow=workflow, input={"message": "Hi", "customer": "Fox"}
             )
             step = StepRun.objects.get(run=run, step_key="open_ticket")

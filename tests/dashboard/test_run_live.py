@@ -37,7 +37,8 @@ def run(world) -> Run:
                 ],
             },
         )
-        return services.run_start(tenant=world.acme, workflow=workflow, input={})
+        run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
+        return run
 
 
 def run_url(run: Run) -> str:

@@ -113,12 +113,13 @@ def make_workflow(tenant, slug: str = "refunds", **fields) -> Workflow:
 
 def start_run(tenant, workflow: Workflow, input: Any = None, user=None) -> Run:
     with context.system_context("tests", tenant=tenant):
-        return services.run_start(
+        run, _ = services.run_start(
             tenant=tenant,
             workflow=workflow,
             input=EXAMPLE if input is None else input,
             created_by=user,
         )
+        return run
 
 
 def make_waiting(run: Run, required_role: str = "admin", kind: str = "approval", **fields):
@@ -1158,7 +1159,7 @@ class TestRunDetail:
     def test_a_single_agent_run_reruns_with_json_input(self, world):
         agent = make_agent(world.acme, slug="helper", provider=make_provider(world.acme))
         with context.system_context("tests", tenant=world.acme):
-            run = services.run_start(tenant=world.acme, agent=agent, input={"q": "hi"})
+            run, _ = services.run_start(tenant=world.acme, agent=agent, input={"q": "hi"})
         client = client_for(world.oscar)
         body = text(client.get(run_url(run)))
         assert 'agent <a href="/t/acme/agents/helper/">helper</a>' in body

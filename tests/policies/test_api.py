@@ -74,7 +74,8 @@ def make_run(tenant):
             workflow = run_services.workflow_create(
                 tenant=tenant, slug="wf", name="WF", definition=WORKFLOW
             )
-        return run_services.run_start(tenant=tenant, workflow=workflow, input={})
+        run, _ = run_services.run_start(tenant=tenant, workflow=workflow, input={})
+        return run
 
 
 def make_decision(tenant, tool="refund", amount=None, effect="allow", run=None, **fields):

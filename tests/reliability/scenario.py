@@ -95,7 +95,8 @@ def start_runs(world, workflow, count: int) -> list[int]:
     ids = []
     with context.system_context("tests", tenant=world.acme):
         for _ in range(count):
-            ids.append(services.run_start(tenant=world.acme, workflow=workflow, input={}).pk)
+            run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
+            ids.append(run.pk)
     return ids
 
 

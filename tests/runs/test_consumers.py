@@ -47,7 +47,8 @@ def _run(tenant) -> Run:
         workflow = services.workflow_create(
             tenant=tenant, slug="wf", name="WF", definition=DEFINITION
         )
-        return services.run_start(tenant=tenant, workflow=workflow, input={})
+        run, _ = services.run_start(tenant=tenant, workflow=workflow, input={})
+        return run
 
 
 def _emit(run: Run, count: int = 1, step: str = "calc") -> None:

@@ -26,11 +26,12 @@ def demo(worker, settings, tmp_path, world):
 def _start(tenant, slug, input=None):
     workflow = Workflow.objects.for_tenant(tenant).select_related("current_version").get(slug=slug)
     with context.system_context("tests", tenant=tenant):
-        return services.run_start(
+        run, _ = services.run_start(
             tenant=tenant,
             workflow=workflow,
             input=input or workflow.current_version.definition["example_input"],
         )
+        return run
 
 
 def test_support_ticket_runs_through_the_refund_approval(demo, world):

@@ -57,12 +57,13 @@ def _workflow(world, slug, steps, **extra):
 
 def _start(world, workflow, input=None, **kwargs):
     with context.system_context("tests", tenant=world.acme):
-        return services.run_start(
+        run, _ = services.run_start(
             tenant=world.acme,
             workflow=workflow,
             input=input if input is not None else {"message": "hello"},
             **kwargs,
         )
+        return run
 
 
 def _steps(run):

@@ -52,7 +52,7 @@ def test_events_are_published_to_run_and_tenant_groups(world, worker):
 
     def run_it():
         with context.system_context("tests", tenant=world.acme):
-            run = services.run_start(tenant=world.acme, workflow=workflow, input={})
+            run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
         run = wait_for_run(run)
         stored = list(
             RunEvent.objects.unscoped()

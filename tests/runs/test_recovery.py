@@ -42,7 +42,8 @@ def _workflow(world, slug, steps):
 
 def _start(world, workflow):
     with context.system_context("tests", tenant=world.acme):
-        return services.run_start(tenant=world.acme, workflow=workflow, input={})
+        run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
+        return run
 
 
 def _wait(predicate, timeout=30.0, what="condition"):

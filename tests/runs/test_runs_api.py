@@ -48,7 +48,8 @@ def _workflow(tenant, slug=None):
 def _run(tenant):
     workflow = _workflow(tenant, slug=f"wf-{Run.objects.unscoped().count()}")
     with context.system_context("tests", tenant=tenant):
-        return services.run_start(tenant=tenant, workflow=workflow, input={"n": 2})
+        run, _ = services.run_start(tenant=tenant, workflow=workflow, input={"n": 2})
+        return run
 
 
 class TestWorkflowsEndpoint(TenantEndpointTests):
@@ -153,7 +154,7 @@ class TestWorkflowRules:
     def test_publish_new_version_keeps_running_runs_on_theirs(self, world, api):
         workflow = _workflow(world.acme)
         with context.system_context("tests", tenant=world.acme):
-            run = services.run_start(tenant=world.acme, workflow=workflow, input={"n": 1})
+            run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={"n": 1})
         client = api(world.alice, world.acme)
         changed = dict(
             DEFINITION,

@@ -48,7 +48,8 @@ def _workflow(world, slug, step):
 
 def _start(world, workflow):
     with context.system_context("tests", tenant=world.acme):
-        return services.run_start(tenant=world.acme, workflow=workflow, input={})
+        run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
+        return run
 
 
 def _marker(path: Path) -> str:
