@@ -11,11 +11,15 @@ from __future__ import annotations
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 
 class LimitsUnavailable(RuntimeError):
@@ -127,7 +131,7 @@ BucketSpec = tuple[str, float, float]
 TakeResult = tuple[bool, float, float]
 
 
-class RateLimiter(Protocol):
+class RateLimiter(ABC):
     """A token-bucket store. Buckets start full; ``now`` (seconds) overrides the clock."""
 
     def take(
@@ -139,8 +143,9 @@ class RateLimiter(Protocol):
         now: float | None = None,
     ) -> TakeResult:
         """Take ``cost`` tokens from one bucket if it has them."""
-        ...
+        return self.take_all([(key, rate_per_second, capacity)], cost=cost, now=now)[0]
 
+    @abstractmethod
     def take_all(
         self, buckets: Sequence[BucketSpec], cost: float = 1.0, now: float | None = None
     ) -> list[TakeResult]:
@@ -158,7 +163,7 @@ def _check_cost(buckets: Sequence[BucketSpec], cost: float) -> None:
             raise ValueError(f"bucket {key}: needs rate > 0 and cost <= capacity")
 
 
-class MemoryRateLimiter:
+class MemoryRateLimiter(RateLimiter):
     """In-process buckets for embedded mode (one process); thread-safe under one lock.
 
     With ``now`` omitted the clock is ``time.monotonic()``; do not mix the two on one bucket.
@@ -170,16 +175,6 @@ class MemoryRateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float, float]] = {}  # key: (tokens, ts, full_at)
         self._calls = 0
-
-    def take(
-        self,
-        key: str,
-        rate_per_second: float,
-        capacity: float,
-        cost: float = 1.0,
-        now: float | None = None,
-    ) -> TakeResult:
-        return self.take_all([(key, rate_per_second, capacity)], cost=cost, now=now)[0]
 
     def take_all(
         self, buckets: Sequence[BucketSpec], cost: float = 1.0, now: float | None = None
@@ -261,7 +256,7 @@ return out
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(RateLimiter):
     """Buckets in Redis, shared by every process; one Lua script call per check.
 
     The script refills and takes atomically (Redis runs scripts one at a time), and uses
@@ -276,10 +271,6 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0) -> RedisRateLimiter:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
         client = redis.Redis.from_url(
             url,
             socket_connect_timeout=timeout,
@@ -290,21 +281,9 @@ class RedisRateLimiter:
         )
         return cls(client)
 
-    def take(
-        self,
-        key: str,
-        rate_per_second: float,
-        capacity: float,
-        cost: float = 1.0,
-        now: float | None = None,
-    ) -> TakeResult:
-        return self.take_all([(key, rate_per_second, capacity)], cost=cost, now=now)[0]
-
     def take_all(
         self, buckets: Sequence[BucketSpec], cost: float = 1.0, now: float | None = None
     ) -> list[TakeResult]:
-        import redis
-
         _check_cost(buckets, cost)
         if not buckets:
             return []
