@@ -149,9 +149,9 @@ def child_check(samples: int) -> dict:
     from controlplane import context
     from controlplane.tenancy.services import tenant_create
     from policies.decision import PolicyRequest
-    from policies.enforcement import StepPolicy
     from policies.services import policy_create
     from runs.events import emit
+    from runs.execution.policy_guard import StepPolicy
     from runs.execution.step_context import StepContext, definition_of
     from runs.models import StepRun
     from runs.services import run_start, workflow_create

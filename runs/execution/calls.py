@@ -59,7 +59,7 @@ class AgentCall:
     extra_tools: list[ExtraTool] = dataclasses.field(default_factory=list)
     messages: list[Any] | None = None  # prior conversation (handoff)
     allowed_tools: frozenset[str] | None = None  # a step's ``tools`` narrowing the grants
-    budget: Any = None  # policies.enforcement.StepPolicy: reserves spend around model calls
+    budget: Any = None  # runs.execution.policy_guard.StepPolicy: reserves spend around model calls
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

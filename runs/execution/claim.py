@@ -21,10 +21,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane import context
+from controlplane.payloads import clip
 from runs.choices import RunStatus, StepStatus
-from runs.events import clip, emit
+from runs.events import emit
 from runs.execution.executors import execute
 from runs.execution.outcomes import StepAbandoned, StepCancelled, StepFailure, StepOutcome
+from runs.execution.policy_guard import StepPolicy
 from runs.execution.step_context import StepContext, definition_of, lease_seconds
 from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run
 from runs.models import Run, StepRun
@@ -210,6 +212,7 @@ def run_executor(step: StepRun, token: str) -> StepOutcome:
         check_cancel=check_cancel,
         next_call_index=lambda: next(counter),
         save_state=save_state,
+        make_policy=StepPolicy,
     )
     current = context.current()
     thread = _ExecutorThread()

@@ -28,14 +28,13 @@ class StepContext:
     check_cancel: Callable[[], None]
     next_call_index: Callable[[], int]
     save_state: Callable[[dict[str, Any]], None]
+    make_policy: Callable[[StepContext], Any] | None = None  # policy_guard.StepPolicy
     _policy: Any = None
 
     def policy(self) -> Any:
-        """The step's policy enforcement (``policies.enforcement.StepPolicy``), made once."""
+        """The step's policy enforcement (``make_policy(self)``), made once, on first use."""
         if self._policy is None:
-            from policies.enforcement import StepPolicy
-
-            self._policy = StepPolicy(self)
+            self._policy = self.make_policy(self)
         return self._policy
 
 

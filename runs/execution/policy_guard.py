@@ -1,6 +1,9 @@
-"""Policy enforcement inside a step: decisions, approvals, rate limits and budgets.
+"""The engine's policy guard: decisions, approvals, rate limits and budgets inside a step.
 
-The runner creates one ``StepPolicy`` per executed step. ``check`` is what the engine's
+``claim`` gives each executed step's context one ``StepPolicy`` (made on first use); it
+reads the step's ``StepContext`` and stops the step with ``StepWaiting`` or
+``BudgetExceeded``, so it lives with the execution, above ``policies`` (whose decision
+point, budgets and rate limits it applies). ``check`` is what the engine's
 call sites call before every agent invocation, model call and tool call: it applies the
 rate limits, asks the decision point, turns a ``require_approval`` into an approval
 request (or finds the decision a person already made on the same call), stores the
@@ -25,12 +28,32 @@ import functools
 import time
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from agents.models import Tool
+from agents.providers.base import cost_usd
+from agents.tools.builtin import effective_risk
+from policies.budgets import (
+    Budget,
+    Spend,
+    day_scope,
+    reconcile,
+    release,
+    reserve,
+    run_scope,
+    soft_crossed,
+)
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy_set_for
+from policies.decisions import record_decision
+from policies.models import Policy
+from policies.rate_limits import check_rate_limits
 from runs.approvals.choices import ApprovalKind, ApprovalStatus
-from runs.execution.outcomes import StepFailure
+from runs.approvals.models import ApprovalRequest
+from runs.approvals.services import approval_create
+from runs.execution.outcomes import StepFailure, StepWaiting
+from runs.execution.transitions import lock_run
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
 # Output tokens reserved at most: an agent turn (a tool call, a short answer) is rarely
@@ -47,7 +70,6 @@ class BudgetExceeded(StepFailure):
 
 
 def _budgets_for(policy_set: PolicySet, tenant_id: int, run_id: int) -> dict[str, Any]:
-    from policies.budgets import Budget, day_scope, run_scope
 
     out: dict[str, Any] = {}
     names = {"run": run_scope(run_id), "tenant_daily": day_scope()}
@@ -89,7 +111,6 @@ class StepPolicy:
     def _soft_acknowledged(self) -> set[str]:
         """Soft budget limits people agreed to pass in this run (decided before this step
         started: a decision requeues the step, so it cannot change while the step runs)."""
-        from runs.approvals.models import ApprovalRequest
 
         return set(
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -100,9 +121,6 @@ class StepPolicy:
 
     def _budget_wait(self, reason: str, key: str) -> None:
         """A soft budget limit was crossed: wait for a person (or go on if one agreed)."""
-        from runs.approvals.models import ApprovalRequest
-        from runs.approvals.services import approval_create
-        from runs.execution.outcomes import StepWaiting
 
         refused = (
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -133,7 +151,6 @@ class StepPolicy:
         raise StepWaiting(approval)
 
     def _reserve(self, estimate: Any) -> Any:
-        from policies.budgets import reserve
 
         budgets = _budgets_for(self.policy_set, self.tenant.pk, self.run.pk)
         if not budgets:
@@ -155,7 +172,6 @@ class StepPolicy:
 
     def step_started(self) -> None:
         """Count the step against the budgets (raises BudgetExceeded or StepWaiting)."""
-        from policies.budgets import Spend, reconcile
 
         reservation = self._reserve(Spend(steps=1))
         if reservation is not None:
@@ -167,8 +183,6 @@ class StepPolicy:
         """Reserve an estimate of the next model call's spend (``input_tokens``, the
         request's estimated size, plus the capped output; see the module docstring);
         None when no budget applies."""
-        from agents.providers.base import cost_usd
-        from policies.budgets import Spend
 
         if not self.policy_set.budgets:
             return None
@@ -182,7 +196,6 @@ class StepPolicy:
         soft limit nobody agreed to pass, open the approval now and pause the step
         (StepWaiting). Like every approval asked for in the middle of a step, approving it
         runs the step again, with the limit acknowledged."""
-        from policies.budgets import Spend, reconcile, soft_crossed
 
         if reservation is None:
             return
@@ -197,7 +210,6 @@ class StepPolicy:
             self._budget_wait(check.reason, f"budget:{check.scope}:{check.dimension}")
 
     def model_failed(self, reservation: Any) -> None:
-        from policies.budgets import release
 
         if reservation is not None:
             release(reservation)
@@ -207,7 +219,6 @@ class StepPolicy:
     def _rate_limited(self, request: PolicyRequest) -> Decision | None:
         if not self.policy_set.rate_limits or request.action not in ("call_model", "call_tool"):
             return None
-        from policies.rate_limits import check_rate_limits
 
         waited = 0.0
         while True:
@@ -262,8 +273,6 @@ class StepPolicy:
         if request.action != "call_tool" or not request.tool:
             return request.risk
         if request.tool not in self._tools:
-            from agents.models import Tool
-
             self._tools[request.tool] = (
                 Tool.objects.for_tenant(self.tenant)
                 .filter(slug=request.tool)
@@ -273,14 +282,12 @@ class StepPolicy:
         found = self._tools[request.tool]
         if found is None:
             return request.risk
-        from agents.tools.builtin import effective_risk
 
         raised = effective_risk(kind=found[0], builtin=found[1], risk=request.risk or "read")
         return raised if raised != (request.risk or "read") else request.risk
 
     def _with_approval(self, request: PolicyRequest, decision: Decision) -> Decision:
         """The decision a person made on this very call in this step, if any."""
-        from runs.approvals.models import ApprovalRequest
 
         approval = (
             ApprovalRequest.objects.for_tenant(self.tenant)
@@ -311,9 +318,6 @@ class StepPolicy:
         return dataclasses.replace(decision, effect=effect, reason=reason[:500])
 
     def _wait_for_approval(self, request: PolicyRequest, decision: Decision) -> None:
-        from policies.models import Policy
-        from runs.approvals.services import approval_create
-        from runs.execution.outcomes import StepWaiting
 
         rule = decision.matched
         approvers = rule.approvers if rule is not None else None
@@ -357,10 +361,6 @@ class StepPolicy:
         raise StepWaiting(approval)
 
     def _record(self, request: PolicyRequest, decision: Decision) -> None:
-        from django.db import transaction
-
-        from policies.services import record_decision
-        from runs.execution.transitions import lock_run
 
         with transaction.atomic():  # one commit for the decision row, its audit and its event
             lock_run(self.run.pk)  # the run's row first, the audit chain last: see lock_run
