@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import IntegerField, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 
+from agents.choices import BUILTIN_TOOL_RISKS
+from agents.models import Agent, AgentVersion, ProviderConnection, Tool
 from policies.definition import KnownNames
+from policies.models import PolicyVersion
 
 
 def with_version_counts(queryset: QuerySet) -> QuerySet:
     """Policies with ``versions_count`` and ``latest_version`` (the newest number) annotated,
     and their applied version loaded."""
-    from django.db.models import Count, OuterRef, Subquery
-
-    from policies.models import PolicyVersion
-
     # correlated to the outer (tenant-scoped) policy row, so it needs no tenant of its own
     versions = PolicyVersion.objects.unscoped().filter(policy=OuterRef("pk")).order_by()
     count = versions.values("policy").annotate(n=Count("pk")).values("n")
@@ -31,9 +30,6 @@ def known_names(tenant: Any) -> KnownNames:
     their status (a disabled tool may be enabled again): tools include the engine's
     context_get/context_set/memory_get/memory_set; models from the providers' model lists
     and from every agent version's configuration."""
-    from agents.choices import BUILTIN_TOOL_RISKS
-    from agents.models import Agent, AgentVersion, ProviderConnection, Tool
-
     models: set[str] = set()
     for listed in ProviderConnection.objects.for_tenant(tenant).values_list("models", flat=True):
         models.update(m["name"] for m in listed or () if isinstance(m, dict) and m.get("name"))

@@ -1,8 +1,9 @@
-"""Policies (versions, activation, mode, simulation, stored decisions)."""
+"""Policies and their immutable versions: create, new versions, activation and rollback, mode,
+edits, delete, and the tenant's default policy. Stored decisions are in ``policies.decisions``,
+simulation in ``policies.simulation``."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -10,12 +11,15 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from agents.selectors import json_diff
 from controlplane import context
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.rbac.grants import remove_object_grants
 from controlplane.tenancy.models import Tenant
-from policies.choices import Effect, PolicyMode
+from policies.choices import PolicyMode
 from policies.definition import DEFAULT_DEFINITION, validate_definition, validate_names
-from policies.models import Policy, PolicyDecision, PolicyVersion
+from policies.models import Policy, PolicyVersion
+from policies.selectors import known_names
 
 # Policies ------------------------------------------------------------------------------------
 
@@ -31,8 +35,6 @@ def validate_policy_definition(definition: Any, *, tenant: Any = None) -> None:
     """
     errors = validate_definition(definition)
     if not errors and tenant is not None:
-        from policies.selectors import known_names
-
         errors = validate_names(definition, known_names(tenant))
     if errors:
         grouped: dict[str, list[str]] = {}
@@ -225,8 +227,6 @@ def policy_delete(*, policy: Policy) -> None:
 
     The tenant's default policy is refused (ValidationError): switch it to log only instead.
     """
-    from controlplane.rbac.grants import remove_object_grants
-
     if policy.is_default:
         raise ValidationError(DEFAULT_POLICY_KEPT)
     tenant = policy.tenant
@@ -256,7 +256,6 @@ def ensure_default_policy(tenant: Any) -> Policy | None:
 
 def policy_version_diff(older: PolicyVersion, newer: PolicyVersion) -> list[dict[str, Any]]:
     """Leaf changes between two versions, rules and rate limits keyed by their id."""
-    from agents.selectors import json_diff
 
     def keyed(definition: dict) -> dict:
         out = dict(definition)
@@ -266,149 +265,3 @@ def policy_version_diff(older: PolicyVersion, newer: PolicyVersion) -> list[dict
         return out
 
     return json_diff(keyed(older.definition), keyed(newer.definition))
-
-
-# Decisions -----------------------------------------------------------------------------------
-
-
-def record_decision(
-    *, tenant: Any, run_id: int | None, step_key: str, request: Any, decision: Any
-) -> PolicyDecision:
-    """Store one decision with its inputs; a refusal (or a log-only would-refuse) is audited."""
-    from runs.events import clip
-
-    row = PolicyDecision.objects.for_tenant(tenant).create(
-        tenant_id=tenant.pk,
-        run_id=run_id,
-        step_key=step_key[:100],
-        action=request.action,
-        agent=(request.agent or "")[:50],
-        tool=(request.tool or "")[:50],
-        model=(request.model or "")[:200],
-        effect=decision.effect,
-        would_effect=decision.would_effect,
-        would_policy_id=decision.would_policy_id,
-        would_rule=(decision.would_rule or "")[:100],
-        would_reason=decision.would_reason[:500],
-        policy_id=decision.policy_id,
-        policy_version_id=decision.version_id,
-        rule=(decision.rule or "")[:100],
-        reason=decision.reason[:500],
-        inputs_hash=decision.inputs_hash,
-        inputs=clip(request.recorded()),
-    )
-    if decision.effect != Effect.ALLOW or decision.would_effect in (
-        Effect.DENY,
-        Effect.REQUIRE_APPROVAL,
-    ):
-        with context.tenant_context(tenant):
-            audit_record(
-                action=f"policy.{decision.effect}",
-                target=row,
-                target_name=f"{request.action} {request.tool or request.agent or request.model}",
-                tenant=tenant,
-                after={
-                    "effect": decision.effect,
-                    "would_effect": decision.would_effect,
-                    "would_policy": decision.would_policy_slug,
-                    "would_rule": decision.would_rule,
-                    "rule": decision.rule,
-                    "policy": decision.policy_slug,
-                    "reason": decision.reason,
-                    "run": run_id,
-                    "step": step_key,
-                    "inputs_hash": decision.inputs_hash,
-                },
-            )
-    return row
-
-
-# Simulation ----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class SimulationResult:
-    """How a draft would change recorded decisions: counts by (before, after) and the changes."""
-
-    version: int
-    replayed: int
-    changed: int
-    transitions: dict[str, int]
-    changes: list[dict[str, Any]]
-
-
-def simulate_version(
-    *, policy: Policy, version: PolicyVersion, limit: int = 500, mode: str | None = None
-) -> SimulationResult:
-    """Replay the inputs of the tenant's last ``limit`` decisions under the applied policies
-    (before) and under the same set with ``version`` applied to ``policy`` (after).
-
-    ``mode`` is the mode the draft would have (default: the policy's current mode), so a
-    log-only policy previews what it would do once enforced with ``mode="enforce"``.
-    Each replay uses the recorded time, so time conditions see the moment of the call.
-    """
-    from policies.decision import PolicyRequest, PolicySet, decide, load_policy_set
-    from policies.definition import compile_rules
-
-    limit = max(1, min(int(limit), 5000))
-    tenant_id = policy.tenant_id
-    before_set = load_policy_set(tenant_id, revision=-1)
-    log_only = (mode or policy.mode) == PolicyMode.LOG_ONLY
-    others = [
-        r
-        for index in (before_set.enforced, before_set.log_only)
-        for r in _all_rules(index)
-        if r.policy_id != policy.pk
-    ]
-    candidate = compile_rules(
-        version.definition,
-        policy_id=policy.pk,
-        policy_slug=policy.slug,
-        version_id=version.pk,
-        log_only=log_only,
-    )
-    after_set = PolicySet.build(revision=-1, rules=others + candidate)
-    rows = list(PolicyDecision.objects.for_tenant(tenant_id).order_by("-id")[:limit])
-    transitions: dict[str, int] = {}
-    changes = []
-    for row in rows:
-        request = PolicyRequest.from_recorded(tenant_id, row.inputs, run_id=row.run_id)
-        before = decide(request, before_set, now=row.created_at)
-        after = decide(request, after_set, now=row.created_at)
-        key = f"{before.effect}->{after.effect}"
-        transitions[key] = transitions.get(key, 0) + 1
-        if before.effect != after.effect:
-            changes.append(
-                {
-                    "decision": row.pk,
-                    "run": row.run_id,
-                    "step": row.step_key,
-                    "action": row.action,
-                    "agent": row.agent,
-                    "tool": row.tool,
-                    "model": row.model,
-                    "arguments": row.inputs.get("arguments"),
-                    "recorded": row.effect,
-                    "before": before.effect,
-                    "after": after.effect,
-                    "rule": after.rule or before.rule,
-                    "reason": after.reason,
-                    "at": row.created_at.isoformat(),
-                }
-            )
-    return SimulationResult(
-        version=version.number,
-        replayed=len(rows),
-        changed=len(changes),
-        transitions=dict(sorted(transitions.items())),
-        changes=changes,
-    )
-
-
-def _all_rules(index_by_action: dict[str, Any]) -> list[Any]:
-    seen: dict[tuple, Any] = {}
-    for index in index_by_action.values():
-        for items in index.buckets.values():
-            for order, rule in items:
-                seen.setdefault((rule.policy_id, rule.id), (order, rule))
-    return [rule for _, rule in sorted(seen.values(), key=lambda e: e[0][3])]

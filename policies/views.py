@@ -50,6 +50,7 @@ from policies.presenters import (
     rule_rows,
     transition_rows,
 )
+from policies.simulation import simulate_version
 
 APPROVE_POLICY = "policies.approve_policy"
 
@@ -340,7 +341,7 @@ class PolicySimulatePage(PolicyPage):
         )
         if asked and form.is_valid():
             version = found[form.cleaned_data["version"]]
-            result = services.simulate_version(
+            result = simulate_version(
                 policy=policy, version=version, limit=form.cleaned_data["limit"]
             )
             data.update(

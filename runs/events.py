@@ -17,7 +17,6 @@ from controlplane.realtime.groups import run_group, runs_group, tenant_group
 from runs.models import Run, RunEvent
 from runs.selectors import with_finished_steps
 
-MAX_PAYLOAD_TEXT = 4000
 # events after which a runs list row changes: every run.* event, and a step's end (progress)
 PROGRESS_EVENT_TYPES = frozenset({"step.succeeded", "step.failed", "step.skipped"})
 
@@ -169,14 +168,3 @@ def _run_update(run: Run, seq: int, type: str) -> RunUpdateData:
         created_at=row["created_at"].isoformat(),
         finished_at=row["finished_at"].isoformat() if row["finished_at"] else None,
     )
-
-
-def clip(value: Any, limit: int = MAX_PAYLOAD_TEXT) -> Any:
-    """Shorten long strings inside an event payload (the full data stays on the step)."""
-    if isinstance(value, str):
-        return value if len(value) <= limit else value[:limit] + f"… ({len(value)} chars)"
-    if isinstance(value, dict):
-        return {k: clip(v, limit) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clip(v, limit) for v in value[:200]]
-    return value

@@ -34,6 +34,7 @@ from policies.api.serializers import (
 from policies.filtersets import PolicyDecisionFilterSet, PolicyFilterSet
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from policies.selectors import with_version_counts
+from policies.simulation import simulate_version
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -232,7 +233,7 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         version = self._version(policy, data["version"])
-        result = services.simulate_version(
+        result = simulate_version(
             policy=policy, version=version, limit=data["limit"], mode=data.get("mode")
         )
         return Response(dataclasses.asdict(result))

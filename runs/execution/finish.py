@@ -12,10 +12,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from controlplane.payloads import clip
 from runs.approvals.services import approval_create, approvals_cancel_for_run
 from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import StepDef
-from runs.events import clip, emit
+from runs.events import emit
 from runs.execution import progress
 from runs.execution.outcomes import StepFailure, StepOutcome, StepWaiting
 from runs.execution.step_context import definition_of

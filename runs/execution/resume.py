@@ -6,8 +6,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from controlplane.payloads import clip
 from runs.choices import StepStatus
-from runs.events import clip, emit
+from runs.events import emit
 from runs.execution import progress
 from runs.execution.finish import apply_on_error
 from runs.execution.outcomes import StepFailure

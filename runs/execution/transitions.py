@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from controlplane import context
 from controlplane.audit.services import audit_record
+from controlplane.payloads import clip
 from runs.approvals.services import approvals_cancel_for_run
 from runs.choices import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
-from runs.events import clip, emit
+from runs.events import emit
 from runs.models import Run, StepRun
 
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)

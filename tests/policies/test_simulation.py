@@ -14,6 +14,7 @@ from controlplane.tenancy.services import tenant_create
 from policies import services
 from policies.decision import PolicyRequest, decide, policy_set_for
 from policies.models import Policy, PolicyDecision
+from policies.simulation import simulate_version
 
 
 def _record(tenant, tool, amount, effect="allow", at=None, agent="billing"):
@@ -76,7 +77,7 @@ def test_a_draft_changes_exactly_the_decisions_it_should(acme):
     ]
     policy = _create(acme, {"rules": []}, activate=True)
     draft = services.policy_save_version(policy=policy, definition=REFUNDS, note="refunds")
-    result = services.simulate_version(policy=policy, version=draft)
+    result = simulate_version(policy=policy, version=draft)
     assert result.replayed == 5
     assert result.changed == 2
     assert result.transitions == {"allow->allow": 3, "allow->require_approval": 2}
@@ -101,7 +102,7 @@ def test_other_policies_still_apply_and_deny_wins_in_the_preview(acme):
             "rules": [{"id": "allow-all", "effect": "allow", "priority": 1000}, *REFUNDS["rules"]]
         },
     )
-    result = services.simulate_version(policy=policy, version=draft)
+    result = simulate_version(policy=policy, version=draft)
     # lookup stays denied (deny overrides); the refund is allowed by the higher priority allow
     assert result.transitions == {"allow->allow": 1, "deny->deny": 1}
 
@@ -117,9 +118,9 @@ def test_replay_uses_the_recorded_time_and_the_limit(acme):
         policy=policy,
         definition={"rules": [{"id": "nights", "effect": "deny", "condition": "hour >= 22"}]},
     )
-    full = services.simulate_version(policy=policy, version=draft)
+    full = simulate_version(policy=policy, version=draft)
     assert full.transitions == {"allow->allow": 2, "allow->deny": 1}
-    newest_two = services.simulate_version(policy=policy, version=draft, limit=2)
+    newest_two = simulate_version(policy=policy, version=draft, limit=2)
     assert newest_two.replayed == 2
     assert newest_two.changed == 0  # the night decision is the oldest
 
@@ -128,9 +129,9 @@ def test_a_log_only_policy_previews_as_enforced_when_asked(acme):
     _record(acme, "refund", 500)
     policy = _create(acme, REFUNDS, mode="log_only")
     version = policy.active_version
-    as_is = services.simulate_version(policy=policy, version=version)
+    as_is = simulate_version(policy=policy, version=version)
     assert as_is.changed == 0  # log-only never changes an outcome
-    enforced = services.simulate_version(policy=policy, version=version, mode="enforce")
+    enforced = simulate_version(policy=policy, version=version, mode="enforce")
     assert enforced.transitions == {"allow->require_approval": 1}
 
 
