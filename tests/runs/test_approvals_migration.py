@@ -15,7 +15,10 @@ from django.db.migrations.executor import MigrationExecutor
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import get_perms
 
+from controlplane import context
+from controlplane.audit.models import AuditEvent
 from runs.approvals.models import ApprovalRequest, ApprovalVote
+from runs.approvals.services import approval_create
 from runs.models import Run
 
 BEFORE = [("runs", "0005_run_agent_versions"), ("policies", "0006_decision_would_policy")]
@@ -83,3 +86,14 @@ def test_approvals_keep_their_rows_when_they_move_to_runs(world):
     assert not ContentType.objects.filter(app_label="policies", model="approvalrequest").exists()
     assert Permission.objects.get(codename="decide_approvalrequest").content_type == new_type
     assert "decide_approvalrequest" in get_perms(world.bob, moved)
+
+
+@pytest.mark.django_db
+def test_approval_audit_rows_keep_the_target_type_of_their_older_rows(world):
+    run = Run.objects.for_tenant(world.acme).create(tenant=world.acme, definition={})
+    with context.tenant_context(world.acme):
+        approval = approval_create(run=run, step_run=None, kind="approval", title="Go?")
+    event = AuditEvent.objects.for_tenant(world.acme).get(
+        action="approval.create", target_id=str(approval.pk)
+    )
+    assert event.target_type == "policies.approvalrequest"
