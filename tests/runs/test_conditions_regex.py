@@ -18,7 +18,7 @@ from runs.engine.conditions import (
     problems,
 )
 from runs.engine.validation import validate_definition
-from runs.execution.executors.flow import _resolve_route
+from runs.execution.executors.routing import resolve_route
 from runs.execution.outcomes import StepFailure
 from tests.api_mixins import assert_error_shape
 from tests.runs.test_definition_validation import REGISTRY, minimal
@@ -95,7 +95,7 @@ def test_a_router_rule_on_too_long_text_fails_the_step_clearly_not_as_a_crash():
         {"when": {"path": "input.m", "op": "matches", "value": "refund"}, "route": "refund"},
     ]
     with pytest.raises(StepFailure) as caught:
-        _resolve_route(rules, {"input": {"m": "a" * (MAX_MATCH_TEXT + 1)}}, "other")
+        resolve_route(rules, {"input": {"m": "a" * (MAX_MATCH_TEXT + 1)}}, "other")
     assert caught.value.code == "condition_error" and not caught.value.retryable
     assert caught.value.message.startswith("rules[1].when: ")
 

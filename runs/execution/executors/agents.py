@@ -12,7 +12,11 @@ from agents.choices import AgentKind
 from agents.http_agent import HttpAgentError, call_http_agent
 from agents.models import Agent, AgentVersion
 from controlplane.choices import Status
+from runs.approvals.services import approval_create
 from runs.execution.calls import AgentCall, AgentResult, authorize_invocation
+from runs.execution.executors.routing import route_with_agent
+from runs.execution.llm import run_llm_agent
+from runs.execution.orchestration import run_handoff, run_manager
 from runs.execution.outcomes import StepFailure, StepOutcome, StepWaiting
 from runs.execution.step_context import StepContext
 from runs.models import AgentMemory, StepRun
@@ -121,14 +125,10 @@ def invoke(call: AgentCall, ctx: StepContext, *, may_wait: bool = False) -> Agen
     authorize_invocation(call)
     memory_before = dict(call.memory)
     if agent.kind == AgentKind.LLM:
-        from runs.execution.llm import run_llm_agent
-
         result = run_llm_agent(call)
     elif agent.kind == AgentKind.HTTP:
         result = _invoke_http(call, ctx)
     elif agent.kind == AgentKind.ROUTER:
-        from runs.execution.executors.flow import route_with_agent
-
         route = route_with_agent(ctx, agent, call.version, call.input)
         result = AgentResult(output={"route": route}, route=route)
     elif agent.kind == AgentKind.HUMAN and may_wait:
@@ -212,8 +212,6 @@ def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOut
     """A person answers through the dashboard or the API; the step waits for them.
 
     Called by ``invoke`` only, after the policy check."""
-    from runs.approvals.services import approval_create
-
     config = version.config
     approval = approval_create(
         run=ctx.run,
@@ -233,8 +231,6 @@ def human_step(ctx: StepContext, agent: Agent, version: AgentVersion) -> StepOut
 
 def manager_step(ctx: StepContext) -> StepOutcome:
     """A supervisor llm agent delegating to other agents exposed to it as tools."""
-    from runs.execution.orchestration import run_manager
-
     spec = ctx.step_def.spec
     supervisor, version = load_agent(ctx, spec["agent"])
     delegates = [load_agent(ctx, slug) for slug in spec.get("delegates", [])]
@@ -255,8 +251,6 @@ def manager_step(ctx: StepContext) -> StepOutcome:
 
 def handoff_step(ctx: StepContext) -> StepOutcome:
     """Agents passing control and the conversation to one another."""
-    from runs.execution.orchestration import run_handoff
-
     spec = ctx.step_def.spec
     agents = {slug: load_agent(ctx, slug) for slug in spec["agents"]}
     start = spec.get("start", spec["agents"][0])

@@ -11,13 +11,17 @@ from django.db import connection
 from django.utils import timezone
 
 from agents.choices import AgentKind
-from agents.models import Agent, AgentVersion, Tool
+from agents.models import Tool
 from agents.tools.base import ToolContext, ToolError, execute_tool
 from controlplane import context
 from controlplane.choices import Status
 from policies.decision import PolicyRequest
+from runs.approvals.services import approval_create
+from runs.engine.conditions import ConditionError, evaluate
+from runs.engine.templating import TemplateError, render
 from runs.execution.calls import AgentResult
 from runs.execution.executors.agents import invoke, load_agent, make_call, policy_for
+from runs.execution.executors.routing import resolve_route
 from runs.execution.outcomes import StepCancelled, StepFailure, StepOutcome, StepWaiting
 from runs.execution.progress import template_scope
 from runs.execution.step_context import StepContext
@@ -84,117 +88,6 @@ def tool_step(ctx: StepContext) -> StepOutcome:
     return StepOutcome(output=result, context_updates=dict(tool_ctx.run_context))
 
 
-def _resolve_route(rules: list[dict[str, Any]], scope: dict[str, Any], default: str | None) -> str:
-    from runs.engine.conditions import ConditionError, evaluate
-
-    for index, rule in enumerate(rules):
-        try:
-            if evaluate(rule["when"], scope):
-                return rule["route"]
-        except ConditionError as exc:  # e.g. text too long for a regular expression
-            raise StepFailure(f"rules[{index}].when: {exc}", code="condition_error") from None
-    if default:
-        return default
-    raise StepFailure("No routing rule matched and no default_route is set.", code="no_route")
-
-
-def route_with_agent(ctx: StepContext, agent: Agent, version: AgentVersion, step_input: Any) -> str:
-    """Choose a route with a router agent: its ordered rules, or an llm classifier.
-
-    Called by ``invoke`` only, after the agent invocation passed the policy check."""
-    config = version.config
-    if config.get("mode", "rules") == "rules":
-        scope = {"input": step_input, "context": ctx.run_context, "run": {"input": ctx.run.input}}
-        return _resolve_route(config.get("rules", []), scope, config.get("default_route"))
-    return _classify(ctx, agent, version, step_input)
-
-
-def _classify(ctx: StepContext, agent: Agent, version: AgentVersion, step_input: Any) -> str:
-    from agents.models import ProviderConnection
-    from agents.providers.base import Message, ProviderError, cost_usd, get_adapter
-
-    config = version.config
-    routes = [r["name"] for r in config.get("routes", [])]
-    provider = (
-        ProviderConnection.objects.for_tenant(ctx.run.tenant_id)
-        .filter(slug=config["provider"])
-        .first()
-    )
-    if provider is None:
-        raise StepFailure(f"Provider {config['provider']!r} is missing.", code="not_found")
-    described = "\n".join(
-        f"- {r['name']}: {r.get('description', '')}" for r in config.get("routes", [])
-    )
-    system = (config.get("instructions") or "Classify the input into exactly one route.") + (
-        f'\nRoutes:\n{described}\nAnswer with JSON {{"route": <name>}}.'
-    )
-    schema = {
-        "type": "object",
-        "required": ["route"],
-        "additionalProperties": False,
-        "properties": {"route": {"enum": routes}},
-    }
-    decision = policy_for(ctx)(
-        PolicyRequest(
-            tenant_id=ctx.run.tenant_id,
-            action="call_model",
-            agent=agent.slug,
-            model=config["model"],
-            run_id=ctx.run.pk,
-            run_input=ctx.run.input,
-        )
-    )
-    if not decision.allowed:
-        raise StepFailure(f"Policy refused the model call: {decision.reason}", code="policy_denied")
-    import json
-
-    try:
-        result = get_adapter(provider).chat(
-            model=config["model"],
-            messages=[
-                Message(role="system", content=system),
-                Message(
-                    role="user",
-                    content=step_input
-                    if isinstance(step_input, str)
-                    else json.dumps(step_input, default=str),
-                ),
-            ],
-            response_schema=schema,
-            temperature=0,
-            timeout=ctx.deadline and max(1.0, ctx.deadline - time.monotonic()),
-        )
-    except ProviderError as exc:
-        raise StepFailure(exc.message, code="provider_error", retryable=exc.retryable) from None
-    ctx.emit(
-        "model.call",
-        {
-            "agent": agent.slug,
-            "model": config["model"],
-            "provider": provider.slug,
-            "simulated": result.simulated,
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "cost_usd": cost_usd(
-                provider, config["model"], result.input_tokens, result.output_tokens
-            ),
-            "latency_ms": round(result.latency_ms, 1),
-            "content": result.content,
-        },
-    )
-    try:
-        route = json.loads(result.content)["route"]
-    except (ValueError, KeyError, TypeError):
-        route = None
-    if route not in routes:
-        raise StepFailure(
-            f"The classifier answered {result.content[:200]!r}, not one of {routes}.",
-            code="invalid_output",
-            retryable=True,
-        )
-    return route
-
-
 def router_step(ctx: StepContext) -> StepOutcome:
     """Choose one route; the scheduler skips the steps of the other routes."""
     spec = ctx.step_def.spec
@@ -209,7 +102,7 @@ def router_step(ctx: StepContext) -> StepOutcome:
             "context": ctx.run_context,
             "run": {"input": ctx.run.input},
         }
-        route = _resolve_route(spec.get("rules", []), scope, spec.get("default_route"))
+        route = resolve_route(spec.get("rules", []), scope, spec.get("default_route"))
     ctx.emit(
         "router.decision", {"route": route, "enables": list(ctx.step_def.routes.get(route, ()))}
     )
@@ -218,8 +111,6 @@ def router_step(ctx: StepContext) -> StepOutcome:
 
 def _branches(ctx: StepContext) -> list[tuple[str, str, Any, list[str] | None]]:
     """(name, agent slug, rendered input, allowed tools) for every branch."""
-    from runs.engine.templating import TemplateError, render
-
     spec = ctx.step_def.spec
     scope = template_scope(ctx.run)
     try:
@@ -315,9 +206,6 @@ def parallel_step(ctx: StepContext) -> StepOutcome:
 
 def loop_step(ctx: StepContext) -> StepOutcome:
     """Run an agent repeatedly until a condition holds or the maximum is reached."""
-    from runs.engine.conditions import ConditionError, evaluate
-    from runs.engine.templating import TemplateError, render
-
     spec = ctx.step_def.spec
     agent, version = load_agent(ctx, spec["agent"])
     maximum = int(spec.get("max_iterations", 5))
@@ -356,8 +244,6 @@ def loop_step(ctx: StepContext) -> StepOutcome:
 
 def approval_step(ctx: StepContext) -> StepOutcome:
     """A person approves or denies; a denial fails the step (see on_error)."""
-    from runs.approvals.services import approval_create
-
     spec = ctx.step_def.spec
     rendered = ctx.step.input or {}
     timeout = spec.get("timeout_seconds")
