@@ -21,24 +21,22 @@ from agents.providers.base import (
     STOP_MAX_TOKENS,
     STOP_REFUSAL,
     STOP_TOOL_CALLS,
-    Adapter,
     ChatResult,
     ConnectionCheck,
     Message,
     ProviderError,
     ToolCallRequest,
     ToolSpec,
-    connection_reason,
     endpoint,
     error_detail,
     json_text,
     model_ids,
-    shorten,
 )
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
 from controlplane import egress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from agents.models import ProviderConnection
 
@@ -62,13 +60,22 @@ _STOP_REASONS = {
 }
 
 
-class AnthropicAdapter(Adapter):
+class AnthropicAdapter(SdkAdapter):
     """Calls the Anthropic Messages API once per ``chat`` (the SDK never retries).
 
     Every SDK failure becomes a ProviderError that names the provider and what to check,
     and never contains the API key. ``temperature`` is not sent: this SDK generation no
     longer has the parameter.
     """
+
+    sdk = SdkErrors(
+        name="Anthropic",
+        timeout=anthropic.APITimeoutError,
+        connection=anthropic.APIConnectionError,
+        status=anthropic.APIStatusError,
+        response_validation=anthropic.APIResponseValidationError,
+        any=anthropic.AnthropicError,
+    )
 
     def __init__(self, provider: ProviderConnection):
         super().__init__(provider)
@@ -144,10 +151,10 @@ class AnthropicAdapter(Adapter):
             params["timeout"] = timeout
 
         started = time.perf_counter()
-        reply = self._call(lambda: self.client().messages.create(**params), model)
+        reply = self.call(lambda: self.client().messages.create(**params), model)
         latency_ms = (time.perf_counter() - started) * 1000
         if not isinstance(reply, AnthropicMessage):
-            raise self._not_json()
+            raise self.not_json()
 
         texts: list[str] = []
         tool_calls: list[ToolCallRequest] = []
@@ -191,69 +198,34 @@ class AnthropicAdapter(Adapter):
     def test_connection(self) -> ConnectionCheck:
         started = time.perf_counter()
         try:
-            page = self._call(lambda: self.client().models.list(limit=1), None)
+            page = self.call(lambda: self.client().models.list(limit=1), None)
             if isinstance(page, str):
-                raise self._not_json()
+                raise self.not_json()
             names = model_ids(page)
             if names is None:
                 raise self.error(
-                    f"{self._who()} answered, but not with an Anthropic models response "
+                    f"{self.who()} answered, but not with an Anthropic models response "
                     '(a JSON object with a "data" list of models). Check the base URL.'
                 )
         except ProviderError as err:
             return ConnectionCheck(
-                ok=False, message=err.message, latency_ms=_since(started), models=[]
+                ok=False, message=err.message, latency_ms=elapsed_ms(started), models=[]
             )
         message = f"Connected to {endpoint(self.base_url)}: the API key works"
         message += f" (newest model: {names[0]})." if names else "."
-        return ConnectionCheck(ok=True, message=message, latency_ms=_since(started), models=names)
-
-    def _who(self) -> str:
-        return f"{self.label.capitalize()} at {endpoint(self.base_url)}"
-
-    def _not_json(self) -> ProviderError:
-        return self.error(
-            f"{self._who()} answered with something that is not the JSON of the Anthropic "
-            "Messages API. Check the base URL.",
+        return ConnectionCheck(
+            ok=True, message=message, latency_ms=elapsed_ms(started), models=names
         )
 
-    def _call(self, fn: Callable[[], Any], model: str | None) -> Any:
-        """Run one SDK call and translate every way it can fail into a ProviderError."""
-        try:
-            return fn()
-        except ProviderError:
-            raise
-        except egress.EgressRefused as err:
-            raise self.refused(err) from None
-        except anthropic.APITimeoutError:
-            raise self.error(
-                f"{self._who()} did not answer in time. Retry, or raise the timeout "
-                f"(now {self.provider.timeout_seconds} s).",
-                retryable=True,
-            ) from None
-        except anthropic.APIConnectionError as err:
-            refused = egress.refused_in(err)
-            if refused is not None:
-                raise self.refused(refused) from None
-            raise self.error(
-                f"Could not reach {self.label} at {endpoint(self.base_url)}: "
-                f"{connection_reason(err)}.",
-                retryable=True,
-            ) from None
-        except anthropic.APIStatusError as err:
-            detail, code = error_detail(err.body)
-            raise self.error_status(
-                err.status_code, err.api_message or detail, model=model, code=code
-            ) from None
-        except anthropic.APIResponseValidationError:
-            raise self.error(
-                f"{self._who()} answered in a shape the Anthropic SDK does not understand."
-            ) from None
-        except json.JSONDecodeError:
-            # The body was labelled JSON but did not parse.
-            raise self._not_json() from None
-        except (anthropic.AnthropicError, ValueError) as err:
-            raise self.error(f"The Anthropic SDK refused the call: {shorten(str(err))}") from None
+    def status_error(self, err: anthropic.APIStatusError, model: str | None) -> ProviderError:
+        detail, code = error_detail(err.body)
+        return self.error_status(err.status_code, err.api_message or detail, model=model, code=code)
+
+    def not_json(self) -> ProviderError:
+        return self.error(
+            f"{self.who()} answered with something that is not the JSON of the Anthropic "
+            "Messages API. Check the base URL.",
+        )
 
 
 def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -303,7 +275,3 @@ def _free_name(name: str, taken: set[str]) -> str:
     while name in taken:
         name += "_"
     return name
-
-
-def _since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000

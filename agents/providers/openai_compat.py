@@ -20,24 +20,23 @@ from agents.providers.base import (
     STOP_MAX_TOKENS,
     STOP_REFUSAL,
     STOP_TOOL_CALLS,
-    Adapter,
     ChatResult,
     ConnectionCheck,
     Message,
     ProviderError,
     ToolCallRequest,
     ToolSpec,
-    connection_reason,
     endpoint,
     error_detail,
     json_text,
     model_ids,
     shorten,
 )
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
 from controlplane import egress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from agents.models import ProviderConnection
 
@@ -54,12 +53,21 @@ _FINISH_REASONS = {
 }
 
 
-class OpenAIAdapter(Adapter):
+class OpenAIAdapter(SdkAdapter):
     """Calls an OpenAI-compatible chat-completions API once per ``chat`` (the SDK never retries).
 
     Every SDK failure becomes a ProviderError whose message names the provider and what to
     check, and never contains the API key.
     """
+
+    sdk = SdkErrors(
+        name="OpenAI",
+        timeout=openai.APITimeoutError,
+        connection=openai.APIConnectionError,
+        status=openai.APIStatusError,
+        response_validation=openai.APIResponseValidationError,
+        any=openai.OpenAIError,
+    )
 
     def __init__(self, provider: ProviderConnection):
         super().__init__(provider)
@@ -108,12 +116,12 @@ class OpenAIAdapter(Adapter):
             params["timeout"] = timeout
 
         started = time.perf_counter()
-        completion = self._call(lambda: self.client().chat.completions.create(**params), model)
+        completion = self.call(lambda: self.client().chat.completions.create(**params), model)
         latency_ms = (time.perf_counter() - started) * 1000
         if not isinstance(completion, ChatCompletion):
-            raise self._not_json()
+            raise self.not_json()
         if not completion.choices:
-            raise self.error(f"{self._who()} answered without any choice; nothing to use.")
+            raise self.error(f"{self.who()} answered without any choice; nothing to use.")
 
         choice = completion.choices[0]
         message = choice.message
@@ -145,25 +153,27 @@ class OpenAIAdapter(Adapter):
     def test_connection(self) -> ConnectionCheck:
         started = time.perf_counter()
         try:
-            page = self._call(lambda: self.client().models.list(), None)
+            page = self.call(lambda: self.client().models.list(), None)
             if isinstance(page, str):
-                raise self._not_json()
+                raise self.not_json()
             names = model_ids(page)
             if names is None:
                 raise self.error(
-                    f"{self._who()} answered, but not with an OpenAI-compatible models response "
+                    f"{self.who()} answered, but not with an OpenAI-compatible models response "
                     '(a JSON object with a "data" list of models). Check the base URL.'
                 )
         except ProviderError as err:
             return ConnectionCheck(
-                ok=False, message=err.message, latency_ms=_since(started), models=[]
+                ok=False, message=err.message, latency_ms=elapsed_ms(started), models=[]
             )
         message = f"Connected to {endpoint(self.base_url)}: {len(names)} models available"
         message += f" ({shorten(', '.join(names), 120)})." if names else "."
         missing = [n for n in self.provider.model_names if n not in names]
         if names and missing:
             message += f" It does not list {', '.join(missing)}, which {self.label} configures."
-        return ConnectionCheck(ok=True, message=message, latency_ms=_since(started), models=names)
+        return ConnectionCheck(
+            ok=True, message=message, latency_ms=elapsed_ms(started), models=names
+        )
 
     def _max_tokens_param(self) -> str:
         # OpenAI and Azure reject ``max_tokens`` for reasoning models; local servers often
@@ -173,12 +183,13 @@ class OpenAIAdapter(Adapter):
             return "max_completion_tokens"
         return "max_tokens"
 
-    def _who(self) -> str:
-        return f"{self.label.capitalize()} at {endpoint(self.base_url)}"
+    def status_error(self, err: openai.APIStatusError, model: str | None) -> ProviderError:
+        detail, code = error_detail(err.body)
+        return self.error_status(err.status_code, detail, model=model, code=err.code or code)
 
-    def _not_json(self) -> ProviderError:
+    def not_json(self) -> ProviderError:
         return self.error(
-            f"{self._who()} answered with something that is not the JSON of an OpenAI-compatible "
+            f"{self.who()} answered with something that is not the JSON of an OpenAI-compatible "
             "API. Check the base URL (it usually ends in /v1).",
             retryable=False,
         )
@@ -196,45 +207,6 @@ class OpenAIAdapter(Adapter):
                 retryable=True,
             )
         return ToolCallRequest(id=call.id, name=call.function.name, arguments=arguments)
-
-    def _call(self, fn: Callable[[], Any], model: str | None) -> Any:
-        """Run one SDK call and translate every way it can fail into a ProviderError."""
-        try:
-            return fn()
-        except ProviderError:
-            raise
-        except egress.EgressRefused as err:
-            raise self.refused(err) from None
-        except openai.APITimeoutError:
-            raise self.error(
-                f"{self._who()} did not answer in time. Retry, or raise the timeout "
-                f"(now {self.provider.timeout_seconds} s).",
-                retryable=True,
-            ) from None
-        except openai.APIConnectionError as err:
-            refused = egress.refused_in(err)
-            if refused is not None:
-                raise self.refused(refused) from None
-            raise self.error(
-                f"Could not reach {self.label} at {endpoint(self.base_url)}: "
-                f"{connection_reason(err)}.",
-                retryable=True,
-            ) from None
-        except openai.APIStatusError as err:
-            detail, code = error_detail(err.body)
-            raise self.error_status(
-                err.status_code, detail, model=model, code=err.code or code
-            ) from None
-        except openai.APIResponseValidationError:
-            raise self.error(
-                f"{self._who()} answered in a shape the OpenAI SDK does not understand.",
-                retryable=False,
-            ) from None
-        except json.JSONDecodeError:
-            # The body was labelled JSON but did not parse.
-            raise self._not_json() from None
-        except (openai.OpenAIError, ValueError) as err:
-            raise self.error(f"The OpenAI SDK refused the call: {shorten(str(err))}") from None
 
 
 def to_openai_message(message: Message) -> dict[str, Any]:
@@ -300,7 +272,3 @@ def strict_compatible(schema: Any) -> bool:
         if isinstance(schema.get(key), dict):
             children.append(schema[key])
     return all(strict_compatible(child) for child in children)
-
-
-def _since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
