@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agents.tools.base import ToolError
 from policies.decision import PolicyRequest
 from runs.execution.calls import AgentCall, AgentResult, ExtraTool
-from runs.execution.llm import bounded, decision_error
+from runs.execution.conversation import bounded, decision_error
 from runs.execution.outcomes import StepFailure
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ call; ``step_started`` counts the step against the step and wall-time budgets.
 
 Token estimate before a model call (what ``before_model`` reserves): the request's input,
 about one token per four characters of the JSON sent (messages and tool schemas, see
-``runs.execution.llm.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
+``runs.execution.conversation.estimate_input_tokens``), plus its output: the agent's ``max_tokens``
 capped at ``OUTPUT_ESTIMATE_CAP`` (the cap when unset), since answers rarely use their
 whole allowance. After the call the estimate is replaced by the actual usage; when that
 takes the spend past a soft limit nobody agreed to pass, the step asks at once (see

@@ -13,7 +13,7 @@ from agents.providers.base import Message, ToolSpec
 from controlplane import context
 from policies import services as policies
 from runs.approvals.models import ApprovalRequest
-from runs.execution.llm import estimate_input_tokens
+from runs.execution.conversation import estimate_input_tokens
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
 from tests.runs.conftest import wait_for_run

@@ -22,7 +22,8 @@ from agents.services.tools import tool_grant_create
 from controlplane import context
 from policies.decision import Decision, PolicyRequest, decide
 from runs.execution.calls import AgentCall, AgentResult, authorize_invocation
-from runs.execution.llm import ENGINE_TOOL_NAMES, messages_to_json, run_llm_agent
+from runs.execution.conversation import messages_to_json
+from runs.execution.llm import ENGINE_TOOL_NAMES, run_llm_agent
 from runs.execution.orchestration import run_handoff, run_manager
 from runs.execution.outcomes import StepCancelled, StepFailure
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
