@@ -38,7 +38,6 @@ from controlplane import egress
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from agents.models import ProviderConnection
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
@@ -76,14 +75,8 @@ class AnthropicAdapter(SdkAdapter):
         response_validation=anthropic.APIResponseValidationError,
         any=anthropic.AnthropicError,
     )
-
-    def __init__(self, provider: ProviderConnection):
-        super().__init__(provider)
-        self._client: anthropic.Anthropic | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.provider.base_url or DEFAULT_BASE_URL
+    default_base_url = DEFAULT_BASE_URL
+    _client: anthropic.Anthropic | None
 
     def client(self) -> anthropic.Anthropic:
         if self._client is None:

@@ -38,7 +38,6 @@ from controlplane import egress
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from agents.models import ProviderConnection
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local servers (Ollama, llama.cpp, vLLM without --api-key) need no key, but the SDK insists on one.
@@ -68,14 +67,8 @@ class OpenAIAdapter(SdkAdapter):
         response_validation=openai.APIResponseValidationError,
         any=openai.OpenAIError,
     )
-
-    def __init__(self, provider: ProviderConnection):
-        super().__init__(provider)
-        self._client: openai.OpenAI | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.provider.base_url or DEFAULT_BASE_URL
+    default_base_url = DEFAULT_BASE_URL
+    _client: openai.OpenAI | None
 
     def client(self) -> openai.OpenAI:
         if self._client is None:

@@ -8,10 +8,13 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agents.providers.base import Adapter, ProviderError, connection_reason, endpoint, shorten
 from controlplane import egress
+
+if TYPE_CHECKING:
+    from agents.models import ProviderConnection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +34,20 @@ class SdkAdapter(Adapter):
     """An adapter calling a vendor SDK's client at ``base_url``: every way an SDK call can
     fail becomes a ProviderError the same way, naming the provider and what to check.
 
-    A subclass names its ``sdk``, its ``base_url``, what a body that is not the API's JSON
+    A subclass names its ``sdk``, its ``default_base_url``, what a body that is not the API's JSON
     means (``not_json``) and how to read an HTTP error status (``status_error``).
     """
 
     sdk: ClassVar[SdkErrors]
-    base_url: str
+    default_base_url: ClassVar[str]  # when the provider names none
+
+    def __init__(self, provider: ProviderConnection):
+        super().__init__(provider)
+        self._client: Any = None  # the SDK's client, made on first use
+
+    @property
+    def base_url(self) -> str:
+        return self.provider.base_url or self.default_base_url
 
     @abc.abstractmethod
     def not_json(self) -> ProviderError:
