@@ -1,4 +1,4 @@
-"""The Django side of the engine: claiming, executing and finishing steps, advancing runs.
+"""The task body that runs steps: claim, execute, finish, then the single next step, if any.
 
 Sequence for every step (DESIGN.md section 6):
 

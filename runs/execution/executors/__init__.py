@@ -1,5 +1,11 @@
 """Step executors, one per step type. Each takes a StepContext and returns a StepOutcome,
-or raises StepFailure / StepWaiting / StepCancelled."""
+or raises StepFailure / StepWaiting / StepCancelled.
+
+``agents`` (agent, manager, handoff steps and ``invoke``, the one way a step runs an agent),
+``flow`` (tool, router, parallel, loop, approval steps), ``routing`` (router agents). May
+import Django, ``agents``, ``policies`` and the rest of ``runs`` except the modules that
+run executors (``claim``, ``worker``).
+"""
 
 from __future__ import annotations
 
