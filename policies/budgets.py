@@ -277,6 +277,23 @@ def _soft_crossings(
     return crossed
 
 
+def _soft_check(crossed: list[tuple[str, str, float | Decimal, float]], verb: str) -> BudgetCheck:
+    """The soft ``BudgetCheck`` naming the first crossing, with every crossing's key."""
+    scope, dimension, total, limit = crossed[0]
+    return BudgetCheck(
+        ok=False,
+        hard=False,
+        scope=scope,
+        dimension=dimension,
+        reason=(
+            f"{_scope_label(scope)} {verb} {_amount(dimension, total)}, past its "
+            f"soft limit of {_amount(dimension, limit)}; approval needed to continue"
+        ),
+        reservation=None,
+        soft_keys=tuple(f"{s}:{d}" for s, d, _, _ in crossed),
+    )
+
+
 def reserve(
     tenant_id: int,
     estimate: Spend,
@@ -328,19 +345,7 @@ def reserve(
     crossed = _soft_crossings(tenant_id, budgets, soft_acknowledged)
     if crossed:
         release(reservation)
-        scope, dimension, total, limit = crossed[0]
-        return BudgetCheck(
-            ok=False,
-            hard=False,
-            scope=scope,
-            dimension=dimension,
-            reason=(
-                f"{_scope_label(scope)} would reach {_amount(dimension, total)}, past its "
-                f"soft limit of {_amount(dimension, limit)}; approval needed to continue"
-            ),
-            reservation=None,
-            soft_keys=tuple(f"{s}:{d}" for s, d, _, _ in crossed),
-        )
+        return _soft_check(crossed, "would reach")
     return BudgetCheck(
         ok=True,
         hard=False,
@@ -367,19 +372,7 @@ def soft_crossed(
     crossed = _soft_crossings(tenant_id, budgets, soft_acknowledged)
     if not crossed:
         return None
-    scope, dimension, total, limit = crossed[0]
-    return BudgetCheck(
-        ok=False,
-        hard=False,
-        scope=scope,
-        dimension=dimension,
-        reason=(
-            f"{_scope_label(scope)} has reached {_amount(dimension, total)}, past its "
-            f"soft limit of {_amount(dimension, limit)}; approval needed to continue"
-        ),
-        reservation=None,
-        soft_keys=tuple(f"{s}:{d}" for s, d, _, _ in crossed),
-    )
+    return _soft_check(crossed, "has reached")
 
 
 def _settle(reservation: Reservation, actual: Spend | None) -> None:
