@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from runs import views
+from runs import memory_page, views
 
 urlpatterns = [
     path("workflows/", views.WorkflowListPage.as_view(), name="workflows"),
@@ -11,4 +11,5 @@ urlpatterns = [
     path("workflows/<slug:slug>/start/", views.WorkflowStartPage.as_view(), name="workflow-start"),
     path("runs/", views.RunListPage.as_view(), name="runs"),
     path("runs/<int:pk>/", views.RunDetailPage.as_view(), name="run-detail"),
+    path("agents/<slug:slug>/memory/", memory_page.AgentMemoryPage.as_view(), name="agent-memory"),
 ]

@@ -161,6 +161,7 @@ DASHBOARD_ROUTES: dict[str, str] = {
     "dashboard:agent-create": OBJECTLESS,
     "dashboard:agent-detail": "agent",
     "dashboard:agent-edit": "agent",
+    "dashboard:agent-memory": "agent",
     "dashboard:tools": OBJECTLESS,
     "dashboard:tool-create": OBJECTLESS,
     "dashboard:tool-detail": "tool",

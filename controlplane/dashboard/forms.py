@@ -227,3 +227,13 @@ class DashboardForm(forms.Form):
             else:
                 self.add_error(None, [f"{key.replace('_', ' ')}: {m}" for m in messages])
         self._mark_invalid()
+
+
+class VersionDiffForm(forms.Form):
+    """``?from=1&to=3``: the two versions to compare (the API's parameters)."""
+
+    def __init__(self, *args, numbers: list[int], **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(n, f"v{n}") for n in numbers]
+        for key, label in (("from", "From version"), ("to", "To version")):
+            self.fields[key] = forms.TypedChoiceField(coerce=int, choices=choices, label=label)

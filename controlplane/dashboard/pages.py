@@ -20,10 +20,19 @@ from django.views.generic import TemplateView
 
 from controlplane.choices import Status
 from controlplane.dashboard.base import TenantPageMixin
+from controlplane.dashboard.forms import VersionDiffForm
 from controlplane.rbac.denials import record_denial
 
 PAGE_SIZE = 50
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def int_or_zero(value: Any) -> int:
+    """A posted number (an object's id); 0, which matches nothing, when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def pretty(value: Any) -> str:
@@ -110,8 +119,6 @@ def version_diff_context(
 ) -> dict[str, Any]:
     """The version-diff form (``?from=N&to=M``) and, when asked, the changes ``differ``
     (older, newer) finds between the two versions, with values pretty-printed."""
-    from agents.forms import VersionDiffForm
-
     numbers = [v.number for v in versions]
     asked = "from" in request.GET or "to" in request.GET
     form = VersionDiffForm(request.GET if asked else None, numbers=numbers, initial=initial)

@@ -231,6 +231,7 @@ PAGES: dict[str, list[Page] | None] = {
         Page("agent-diff", lambda o: {"slug": "triage"}, "?from=1&to=2"),
     ],
     "dashboard:agent-edit": one("agent-edit", slug="triage"),
+    "dashboard:agent-memory": one("agent-memory", slug="triage"),
     "dashboard:tools": one("tools"),
     "dashboard:tool-create": one("tool-create"),
     "dashboard:tool-detail": [

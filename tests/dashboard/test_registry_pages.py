@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from agents.forms import config_example
+from agents.forms.agents import config_example
 from agents.models import (
     Agent,
     AgentVersion,
@@ -35,6 +35,7 @@ from controlplane import context
 from controlplane.audit.models import AuditEvent
 from controlplane.rbac.grants import grant_object_perm
 from controlplane.tenancy.choices import Role
+from runs.models import AgentMemory
 from tests.agents.registry_factories import (
     make_agent,
     make_document,
@@ -239,6 +240,35 @@ class TestAgentEditPage(ForeignObjectChecks, TenantPageTests):
     def written(self, world):
         agent = Agent.objects.for_tenant(world.acme).get(slug="triage")
         return (agent.name, agent.tags)
+
+    def foreign_url_kwargs(self, world):
+        make_agent(world.globex, slug="globex-bot")
+        return {"slug": "globex-bot"}
+
+
+class TestAgentMemoryPage(ForeignObjectChecks, TenantPageTests):
+    """Served by runs (the memory rows live with the runs); same permissions as the agent."""
+
+    url_name = "agent-memory"
+    permission = "agents.view_agent"
+    write_role = Role.ADMIN
+    write_permission = "agents.change_agent"
+
+    def url_kwargs(self, world):
+        agent = make_agent(world.acme, slug="triage")
+        AgentMemory.objects.for_tenant(world.acme).create(
+            tenant=world.acme, agent=agent, key="tier", value="gold"
+        )
+        return {"slug": "triage"}
+
+    def prepare(self, world):
+        return (['id="agent-memory"', "<code>tier</code>"], ['value="memory_clear"'])
+
+    def forged_post(self, world):
+        return {"op": "memory_clear"}
+
+    def written(self, world):
+        return list(AgentMemory.objects.for_tenant(world.acme).values_list("key", flat=True))
 
     def foreign_url_kwargs(self, world):
         make_agent(world.globex, slug="globex-bot")

@@ -91,7 +91,7 @@ class TestAgentMemoryApi:
 class TestAgentPage:
     def test_lists_and_clears_the_memory(self, world, client, agent):
         client.force_login(world.alice)
-        url = "/t/acme/agents/rememberer/"
+        url = "/t/acme/agents/rememberer/memory/"
         body = client.get(url).content.decode()
         section = body.split('id="memory"')[1].split("</section>")[0]
         assert "<code>memory</code>" in section  # the current version's engine tools
@@ -107,7 +107,7 @@ class TestAgentPage:
 
     def test_a_viewer_reads_but_cannot_clear(self, world, client, agent):
         client.force_login(world.bob)
-        url = "/t/acme/agents/rememberer/"
+        url = "/t/acme/agents/rememberer/memory/"
         section = client.get(url).content.decode().split('id="memory"')[1]
         assert "<code>tier</code>" in section and 'value="memory_clear"' not in section
         assert client.post(url, {"op": "memory_clear"}).status_code == 403
