@@ -4,7 +4,7 @@ MCP servers, secrets, knowledge documents and tickets. Views validate and call s
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -64,7 +64,7 @@ from controlplane.api.base import (
     TenantViewSet,
 )
 from controlplane.api.object_permissions import ObjectPermissionsMixin
-from controlplane.api.versions import VersionDiffMixin
+from controlplane.api.versions import VersionDiffMixin, version_diff_schema
 
 DISABLE_NOT_DELETE = 'Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.'
 
@@ -84,19 +84,15 @@ class SlugLookup:
 
 
 @extend_schema_view(
-    version=extend_schema(
-        responses=AgentVersionSerializer, description="One version of the agent."
-    ),
-    diff=extend_schema(
-        parameters=[
-            OpenApiParameter("from", int, required=True),
-            OpenApiParameter(
-                "to", int, required=False, description="defaults to the current version"
-            ),
-        ],
-        responses=AgentDiffSerializer,
-        description="What changed between two versions (configuration leaves and pinned tools).",
-    ),
+    **version_diff_schema(
+        noun="agent",
+        version_serializer=AgentVersionSerializer,
+        diff_serializer=AgentDiffSerializer,
+        to_default="the current version",
+        diff_description=(
+            "What changed between two versions (configuration leaves and pinned tools)."
+        ),
+    )
 )
 class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     """Agents and their immutable versions. PATCH edits metadata; publish makes a new version."""

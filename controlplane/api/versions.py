@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -18,7 +19,7 @@ class VersionDiffMixin:
     The viewset declares ``version_model`` (its foreign key to the object is named after the
     object's model), ``version_serializer_class``, ``diff_default_to(obj)`` (the version
     ``to`` means when omitted) and ``diff_changes(older, newer)``, and documents both
-    actions with its own serializers through ``extend_schema_view``.
+    actions with its own serializers: ``@extend_schema_view(**version_diff_schema(...))``.
     """
 
     version_model: type[models.Model]
@@ -77,3 +78,29 @@ class VersionDiffMixin:
                 "changes": self.diff_changes(older, newer),
             }
         )
+
+
+def version_diff_schema(
+    *,
+    noun: str,
+    version_serializer: type[serializers.Serializer],
+    diff_serializer: type[serializers.Serializer],
+    to_default: str,
+    diff_description: str,
+) -> dict[str, Any]:
+    """``extend_schema_view`` arguments documenting a viewset's ``version`` and ``diff``."""
+    return {
+        "version": extend_schema(
+            responses=version_serializer, description=f"One version of the {noun}."
+        ),
+        "diff": extend_schema(
+            parameters=[
+                OpenApiParameter("from", int, required=True),
+                OpenApiParameter(
+                    "to", int, required=False, description=f"defaults to {to_default}"
+                ),
+            ],
+            responses=diff_serializer,
+            description=diff_description,
+        ),
+    }

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from controlplane.api.base import TenantReadOnlyViewSet, TenantViewSet
 from controlplane.api.object_permissions import ObjectPermissionsMixin, PermissionHolderSerializer
-from controlplane.api.versions import VersionDiffMixin
+from controlplane.api.versions import VersionDiffMixin, version_diff_schema
 from policies import services
 from policies.api.serializers import (
     PolicyActivateSerializer,
@@ -51,21 +51,12 @@ GRANTS_DESCRIPTION = "Grant or revoke ``approve``: its holder may decide this po
 
 
 @extend_schema_view(
-    version=extend_schema(
-        responses=PolicyVersionSerializer, description="One version of the policy."
-    ),
-    diff=extend_schema(
-        parameters=[
-            OpenApiParameter("from", int, required=True),
-            OpenApiParameter(
-                "to",
-                int,
-                required=False,
-                description="defaults to the active version (the newest when none is active)",
-            ),
-        ],
-        responses=PolicyDiffSerializer,
-        description=(
+    **version_diff_schema(
+        noun="policy",
+        version_serializer=PolicyVersionSerializer,
+        diff_serializer=PolicyDiffSerializer,
+        to_default="the active version (the newest when none is active)",
+        diff_description=(
             "What changed between two versions; rules and rate limits are matched by their id."
         ),
     ),
