@@ -428,11 +428,6 @@ class AgentDiffSerializer(serializers.Serializer):
     changes = DiffChangeSerializer(many=True)
 
 
-class ObjectPermissionSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    permission = serializers.ChoiceField(choices=["change", "use"])
-
-
 # Knowledge base and tickets ----------------------------------------------------------------
 
 
