@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from runs import memory_page, views
+from runs import memory_page, overview, views
 
 urlpatterns = [
+    path("", overview.OverviewPage.as_view(), name="overview"),
     path("workflows/", views.WorkflowListPage.as_view(), name="workflows"),
     path("workflows/new/", views.WorkflowCreatePage.as_view(), name="workflow-create"),
     path("workflows/<slug:slug>/", views.WorkflowDetailPage.as_view(), name="workflow-detail"),

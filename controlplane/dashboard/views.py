@@ -8,7 +8,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -20,7 +19,6 @@ from controlplane.audit.filtersets import AuditEventFilterSet
 from controlplane.audit.models import AuditEvent
 from controlplane.dashboard.base import TenantPageMixin
 from controlplane.dashboard.forms import LoginForm, MemberAddForm, MemberRoleForm, TokenCreateForm
-from controlplane.dashboard.overview import overview_context
 from controlplane.tenancy import services as tenancy_services
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Invitation, Membership
@@ -90,28 +88,6 @@ def answer_invitation(request):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("dashboard:home")
-
-
-class OverviewPage(TenantPageMixin, TemplateView):
-    template_name = "dashboard/overview.html"
-    permission_required = "tenancy.view_tenant"
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        roles = dict(Membership.objects.order_by().values_list("role").annotate(n=Count("id")))
-        data["member_count"] = sum(roles.values())
-        data["role_counts"] = {label: roles.get(value, 0) for value, label in Role.choices}
-        if self.can("runs.view_run"):
-            data.update(
-                overview_context(
-                    tenant=self.tenant, can=self.can, window=self.request.GET.get("window")
-                )
-            )
-        if self.can("api.view_apitoken"):
-            data["active_tokens"] = ApiToken.objects.filter(revoked_at__isnull=True).count()
-        if self.can("audit.view_auditevent"):
-            data["recent_events"] = list(AuditEvent.objects.order_by("-seq")[:10])
-        return data
 
 
 class MembersPage(TenantPageMixin, TemplateView):

@@ -17,9 +17,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from controlplane.dashboard.overview import pick_window, window_bounds
 from runs.choices import RunStatus, StepStatus
 from runs.models import Run, RunEvent, StepRun
+from runs.overview import pick_window, window_bounds
 from runs.stats import _SQLitePercentiles, percentile_cont
 from tests.agents.registry_factories import make_agent
 from tests.dashboard.test_pages import client_for, text

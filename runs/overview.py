@@ -1,4 +1,4 @@
-"""What the overview page shows of the tenant's runs: figures, charts, tables, empty states.
+"""The tenant's overview page, and what it shows of the runs: figures, charts, tables, empty states.
 
 The figures come from ``runs.stats`` (a constant number of GROUP BY queries); this module
 picks the window, formats the figures and draws the charts (``charts``). Every chart has a
@@ -11,11 +11,18 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
+from django.views.generic import TemplateView
 
+from controlplane.api.models import ApiToken
+from controlplane.audit.models import AuditEvent
 from controlplane.choices import Status
 from controlplane.dashboard import charts
+from controlplane.dashboard.base import TenantPageMixin
+from controlplane.tenancy.choices import Role
+from controlplane.tenancy.models import Membership
 from runs.models import Run, Workflow
 from runs.presenters import NONE, milliseconds, usd
 from runs.stats import DEFAULT_WINDOW, WINDOWS, Overview, run_overview
@@ -232,3 +239,27 @@ def overview_context(*, tenant: Any, can: Any, window: str | None) -> dict[str, 
         if not data["any_runs"]:
             data["next_step"] = _next_step(tenant, can)
     return data
+
+
+class OverviewPage(TenantPageMixin, TemplateView):
+    """The tenant's home page: its runs (when the member may see them), members, tokens, audit."""
+
+    template_name = "runs/overview.html"
+    permission_required = "tenancy.view_tenant"
+
+    def get_context_data(self, **kwargs):
+        data = super().get_context_data(**kwargs)
+        roles = dict(Membership.objects.order_by().values_list("role").annotate(n=Count("id")))
+        data["member_count"] = sum(roles.values())
+        data["role_counts"] = {label: roles.get(value, 0) for value, label in Role.choices}
+        if self.can("runs.view_run"):
+            data.update(
+                overview_context(
+                    tenant=self.tenant, can=self.can, window=self.request.GET.get("window")
+                )
+            )
+        if self.can("api.view_apitoken"):
+            data["active_tokens"] = ApiToken.objects.filter(revoked_at__isnull=True).count()
+        if self.can("audit.view_auditevent"):
+            data["recent_events"] = list(AuditEvent.objects.order_by("-seq")[:10])
+        return data
