@@ -1,28 +1,11 @@
 from rest_framework import serializers
 
+from controlplane.audit.export import COLUMNS
 from controlplane.audit.models import AuditEvent
-
-EXPORT_FIELDS = [
-    "seq",
-    "created_at",
-    "actor_type",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "target_name",
-    "before",
-    "after",
-    "metadata",
-    "request_id",
-    "ip",
-    "prev_hash",
-    "hash",
-]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = EXPORT_FIELDS
+        fields = COLUMNS  # the API shows an event as the exports write it
         read_only_fields = fields
