@@ -1,2 +1,2 @@
 """The policies API: policies and their versions, stored decisions (routed in
-controlplane/api/urls.py)."""
+controlplane/urls.py)."""

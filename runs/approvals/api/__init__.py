@@ -1,1 +1,1 @@
-"""The approvals API: serializers and the viewset (routed in controlplane/api/urls.py)."""
+"""The approvals API: serializers and the viewset (routed in controlplane/urls.py)."""
