@@ -26,15 +26,13 @@ import sys
 import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_common import FERNET, ROOT, SECRET, setup_django
+
 DB = "controlplane_bench"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz0123456789"
-FERNET = "lN3oN3YVmG0qQx2d4d3H0cW0m8yS6uQ1tK4fP7rZ9aE="
 TARGET_MS = 300
 DAYS = 30
 CHUNK = 20_000  # rows per COPY write
@@ -49,11 +47,6 @@ STATUSES = [  # (status, share)
     ("queued", 0.01),
 ]
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 # ------------------------------------------------------------------------------ seeding --
@@ -495,14 +488,7 @@ def time_pages(repeat: int) -> list[dict]:
 
 
 def child(args) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(migrate=True)
     out: dict = {}
     if not args.reuse:
         out["seed"] = seed(args.runs, args.events_per_run)

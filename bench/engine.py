@@ -21,32 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_common import FERNET, ROOT, SECRET, pct, setup_django
+
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cp_bench")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz0123456789"
-FERNET = "lN3oN3YVmG0qQx2d4d3H0cW0m8yS6uQ1tK4fP7rZ9aE="
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 # ------------------------------------------------------------------------------ children --
-
-
-def _setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _seed(steps: int, slug: str):
@@ -140,7 +122,7 @@ def _gaps(ids: list[int]) -> list[float]:
 
 
 def child_overhead(mode: str) -> dict:
-    _setup_django()
+    setup_django(migrate=True)
     if mode == "embedded":
         from controlplane.embedded import start_embedded_worker
 
@@ -163,7 +145,7 @@ def child_overhead(mode: str) -> dict:
 
 
 def child_throughput(runs: int) -> dict:
-    _setup_django()
+    setup_django(migrate=True)
     tenant, workflow = _seed(10, "pipeline-10")
     _wait(_start_runs(tenant, workflow, 2), 120)
     started = time.perf_counter()

@@ -33,33 +33,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_common import FERNET, ROOT, SECRET, pct, setup_django
+
 PG = os.environ.get("BENCH_LIVE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cp_bench_live")
 REDIS = os.environ.get("BENCH_LIVE_REDIS_URL", "redis://127.0.0.1:6379/13")
-SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz0123456789"
-FERNET = "lN3oN3YVmG0qQx2d4d3H0cW0m8yS6uQ1tK4fP7rZ9aE="
 TENANT = "bench"
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 # ------------------------------------------------------------------------ Django children --
 
 
-def _setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    import django
-
-    django.setup()
-
-
 def child_seed(runs: int) -> dict:
     """The tenant, a viewer signed in (its session cookie) and ``runs`` queued runs."""
-    _setup_django()
+    setup_django(migrate=False)
     from unittest import mock
 
     from django.test import Client
@@ -106,7 +92,7 @@ def child_seed(runs: int) -> dict:
 
 def child_emit(run_ids: list[int], events: int, rate: float) -> dict:
     """``events`` events for each of ``run_ids``, ``rate`` per run per second; commit times."""
-    _setup_django()
+    setup_django(migrate=False)
     from channels.layers import get_channel_layer
     from django.db import transaction
 

@@ -22,20 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_common import FERNET, ROOT, SECRET, pct, setup_django
+
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cp_bench_policy")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz0123456789"
-FERNET = "lN3oN3YVmG0qQx2d4d3H0cW0m8yS6uQ1tK4fP7rZ9aE="
 TOOLS = 200
 AGENTS = 50
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def make_rules(count: int, seed: int = 7) -> list[dict]:
@@ -137,14 +130,7 @@ def decision_latency(samples: int) -> list[dict]:
 
 
 def child_check(samples: int) -> dict:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(migrate=True)
     from agents.services.tools import tool_create
     from controlplane import context
     from controlplane.tenancy.services import tenant_create
