@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from agents.choices import BUILTIN_TOOL_GROUPS, AgentKind, ProviderKind
 from agents.models import ProviderConnection, Secret
-from controlplane import egress
+from controlplane import egress, hooks
 from controlplane.choices import Status
 
 _CONDITION = {
@@ -163,12 +163,12 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
         errors.setdefault(_path(error), []).append(error.message)
     # the registry checks below run whatever the shape's problems: every error in one answer
     if kind == AgentKind.ROUTER and not errors:
-        # the engine's own check (pure, no Django): RE2 patterns, paths; same words as workflows
-        from runs.engine.conditions import problems as condition_problems
-
+        # the engine's own check, registered by runs at start-up: RE2 patterns, paths; the
+        # same words as workflows
         for index, rule in enumerate(config.get("rules") or []):
-            for rel, message in condition_problems(rule["when"]):
-                errors.setdefault(f"config.rules[{index}].when{rel}", []).append(message)
+            for pairs in hooks.condition_problems.call(rule["when"]):
+                for rel, message in pairs:
+                    errors.setdefault(f"config.rules[{index}].when{rel}", []).append(message)
     provider_slug = config.get("provider")
     if provider_slug and isinstance(provider_slug, str) and "config.provider" not in errors:
         provider = ProviderConnection.objects.filter(slug=provider_slug).first()

@@ -25,7 +25,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from agents.choices import ToolKind
-from controlplane import context, egress
+from controlplane import context, egress, hooks
 from controlplane.choices import Status
 from controlplane.errors import CodedError
 
@@ -134,9 +134,9 @@ def validate_schema(schema: Any, *, require_object: bool = False) -> list[str]:
     errors = sorted(meta.iter_errors(schema), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [f"{json_path(e.absolute_path)}: {e.message}" for e in errors[:MAX_ERRORS_REPORTED]]
     if not problems:
-        from runs.engine.patterns import schema_pattern_problems  # pure: RE2 pattern checks
-
-        problems = [f"{path}: {message}" for path, message in schema_pattern_problems(schema)]
+        # the engine's RE2 pattern checks, registered by runs at start-up
+        found = hooks.schema_pattern_problems.call(schema)
+        problems = [f"{path}: {message}" for pairs in found for path, message in pairs]
     if not problems and require_object:
         declared = schema.get("type")
         types = declared if isinstance(declared, list) else [declared]
