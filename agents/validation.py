@@ -11,7 +11,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from agents.choices import BUILTIN_TOOL_GROUPS, AgentKind, ProviderKind
+from agents.http_agent import auth_format_problem
 from agents.models import ProviderConnection, Secret
+from agents.tools.base import validate_schema
 from controlplane import egress, hooks
 from controlplane.choices import Status
 
@@ -151,8 +153,6 @@ def _path(error) -> str:
 
 def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
     """Every problem with ``config`` for an agent of ``kind``, keyed by path; empty when valid."""
-    from agents.tools.base import validate_schema
-
     if kind not in CONFIG_SCHEMAS:
         return {"kind": [f"Unknown kind {kind!r}: use one of {', '.join(AgentKind.values)}."]}
     if not isinstance(config, dict):
@@ -187,8 +187,6 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
     if secret and not Secret.objects.filter(name=secret).exists():
         errors["config.auth_secret"] = [f"No secret named {secret!r} in this tenant."]
     if kind == AgentKind.HTTP:
-        from agents.http_agent import auth_format_problem
-
         problem = auth_format_problem(config.get("auth_format") or "{}")
         if problem:
             errors["config.auth_format"] = [problem]

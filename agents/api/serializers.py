@@ -16,6 +16,7 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
+from agents.tools.builtin import effective_risk
 from controlplane.choices import Status
 from controlplane.tenancy.models import slug_validator
 
@@ -256,8 +257,6 @@ class ToolSerializer(serializers.ModelSerializer):
         return sorted(obj.secret_headers or {})
 
     def to_representation(self, instance):
-        from agents.tools.builtin import effective_risk
-
         data = super().to_representation(instance)
         # the risk policies apply (a row stored below its built-in's floor shows the floor)
         data["risk"] = effective_risk(

@@ -47,6 +47,7 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
+from agents.providers.base import get_adapter
 from agents.selectors import version_diff
 from agents.services.agents import agent_create, agent_publish, agent_rollback, agent_update
 from agents.services.knowledge import (
@@ -58,6 +59,7 @@ from agents.services.mcp_servers import mcp_server_create, mcp_server_update
 from agents.services.providers import provider_create, provider_record_test, provider_update
 from agents.services.secrets import secret_create, secret_delete, secret_update
 from agents.services.tools import tool_create, tool_grant_create, tool_grant_delete, tool_update
+from agents.tools.base import ToolError
 from controlplane.api.base import (
     TenantListCreateDestroyViewSet,
     TenantReadOnlyViewSet,
@@ -253,8 +255,6 @@ class ProviderViewSet(SlugLookup, TenantViewSet):
     @action(detail=True, methods=["post"])
     def test(self, request, *args, **kwargs):
         """Make one cheap call to the provider and report the outcome in plain words."""
-        from agents.providers.base import get_adapter
-
         provider = self.get_object()
         check = get_adapter(provider).test_connection()
         provider_record_test(
@@ -298,7 +298,7 @@ class McpServerViewSet(SlugLookup, TenantViewSet):
     @action(detail=True, methods=["post"])
     def discover(self, request, *args, **kwargs):
         """List the server's tools through the MCP client and register each as a Tool."""
-        from agents.tools.base import ToolError
+        # imported here: the MCP client library is heavy, and only discovery needs it
         from agents.tools.mcp_services import mcp_server_discover
 
         server = self.get_object()

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from agents.choices import Risk, ToolKind
 from agents.models import Agent
+from agents.tools.builtin import BUILTINS
 from controlplane.dashboard.forms import (
     DashboardForm,
     JSONTextField,
@@ -48,8 +49,6 @@ class ToolGrantForm(DashboardForm):
 
 
 def builtin_choices() -> list[tuple[str, str]]:
-    from agents.tools.builtin import BUILTINS
-
     return [(name, f"{name} — {spec.description}") for name, spec in sorted(BUILTINS.items())]
 
 

@@ -17,6 +17,7 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from agents.choices import ProviderKind
 from controlplane import egress
 from controlplane.errors import CodedError
 
@@ -208,9 +209,8 @@ def resolve_api_key(provider: ProviderConnection) -> str:
 
 def get_adapter(provider: ProviderConnection) -> Adapter:
     """The adapter for the provider's kind. Raises ProviderError for an unknown kind."""
-    from agents.choices import ProviderKind
-
     if provider.kind == ProviderKind.OPENAI:
+        # here: each adapter imports this module (Adapter, ProviderError) and its SDK
         from agents.providers.openai_compat import OpenAIAdapter
 
         return OpenAIAdapter(provider)

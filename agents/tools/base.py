@@ -326,7 +326,7 @@ def _as_object(value: Any) -> dict[str, Any]:
 
 def _dispatch(tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> Any:
     if tool.kind == ToolKind.BUILTIN:
-        from agents.tools.builtin import BUILTINS
+        from agents.tools.builtin import BUILTINS  # here: the built-ins import this module
 
         spec = BUILTINS.get(tool.builtin)
         if spec is None:
@@ -344,11 +344,11 @@ def _dispatch(tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> Any:
             )
         return spec.fn(arguments, ctx)
     if tool.kind == ToolKind.HTTP:
-        from agents.tools.http_tool import execute_http
+        from agents.tools.http_tool import execute_http  # here: it imports this module
 
         return execute_http(tool, arguments, ctx)
     if tool.kind == ToolKind.MCP:
-        from agents.tools.mcp_client import call
+        from agents.tools.mcp_client import call  # here: the MCP client library is heavy
 
         server = tool.mcp_server
         if server is None or not tool.mcp_tool_name:

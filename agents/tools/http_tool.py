@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from agents.models import Secret
 from agents.tools.base import (
     ToolContext,
     ToolError,
@@ -233,8 +234,6 @@ def resolve_secret_refs(tenant: Any, value: str, found: list[str]) -> str:
     """``value`` with each ``${secret:name}`` replaced by the tenant's secret; appends to found."""
 
     def replace(match: re.Match[str]) -> str:
-        from agents.models import Secret
-
         secret = Secret.objects.for_tenant(tenant).filter(name=match.group(1)).first()
         if secret is None:
             raise ToolError(

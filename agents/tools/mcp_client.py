@@ -28,6 +28,7 @@ from mcp.types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
 from agents.choices import McpTransport
+from agents.services.mcp_servers import stdio_command_problem
 from agents.tools.base import ToolError, egress_error, no_answer
 from controlplane import egress
 
@@ -201,8 +202,6 @@ async def _with_client(
             argv = shlex.split(server.command) + [str(a) for a in server.args or []]
             if not argv:
                 raise ToolError("The MCP server has no command.", code="not_found")
-            from agents.services.mcp_servers import stdio_command_problem
-
             problem = stdio_command_problem(server.command)
             if problem:  # the list may have changed since the server was registered
                 raise ToolError(problem, code="forbidden")

@@ -13,6 +13,7 @@ from agents.forms.providers import ProviderForm
 from agents.models import (
     ProviderConnection,
 )
+from agents.providers.base import get_adapter
 from agents.services.providers import provider_create, provider_record_test, provider_update
 from controlplane.dashboard.pages import (
     FormPage,
@@ -100,8 +101,6 @@ class ProviderDetailPage(TenantObjectPage):
         if op != "test":
             messages.error(request, "Unknown action.")
             return redirect(request.path)
-        from agents.providers.base import get_adapter
-
         check = get_adapter(provider).test_connection()
         provider = provider_record_test(
             provider=provider, ok=check.ok, message=check.message, latency_ms=check.latency_ms
