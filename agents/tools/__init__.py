@@ -1,1 +1,3 @@
-"""Tool executors: one module per tool kind (builtin, http, mcp), one entry (``execute_tool``)."""
+"""Tool executors: one module per tool kind (``builtin/<tool>``, ``http_tool``, ``mcp_client``),
+one entry (``base.execute_tool``); ``mcp_services`` registers a server's discovered tools.
+Imports ``agents`` and ``controlplane`` only."""

@@ -1,0 +1,1 @@
+"""``manage.py rotate_secrets``: re-encrypt stored secrets with the newest key."""

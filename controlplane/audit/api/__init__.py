@@ -1,0 +1,1 @@
+"""The REST API of audit events (read only). Imports ``controlplane`` only."""

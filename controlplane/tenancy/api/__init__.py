@@ -1,0 +1,1 @@
+"""The REST API of tenants, members and invitations. Imports ``controlplane`` only."""

@@ -1,0 +1,1 @@
+"""Management commands of the installation: users, the demo data, the server."""

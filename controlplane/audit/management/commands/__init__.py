@@ -1,0 +1,1 @@
+"""``manage.py audit_verify``: check every tenant's hash chain."""
