@@ -9,23 +9,20 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from agents.api.serializers import (
+from agents.api.serializers.agents import (
     AgentDiffSerializer,
     AgentPublishSerializer,
     AgentRollbackSerializer,
     AgentSerializer,
     AgentUpdateSerializer,
     AgentVersionSerializer,
-    ConnectionCheckSerializer,
-    KnowledgeDocumentSerializer,
-    McpServerSerializer,
-    ProviderSerializer,
-    SecretSerializer,
-    SecretUpdateSerializer,
-    TicketSerializer,
-    ToolGrantSerializer,
-    ToolSerializer,
 )
+from agents.api.serializers.knowledge import KnowledgeDocumentSerializer
+from agents.api.serializers.mcp_servers import McpServerSerializer
+from agents.api.serializers.providers import ConnectionCheckSerializer, ProviderSerializer
+from agents.api.serializers.secrets import SecretSerializer, SecretUpdateSerializer
+from agents.api.serializers.tickets import TicketSerializer
+from agents.api.serializers.tools import ToolGrantSerializer, ToolSerializer
 from agents.filtersets import (
     AgentFilterSet,
     KnowledgeDocumentFilterSet,

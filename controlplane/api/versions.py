@@ -13,6 +13,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 
+class DiffChangeSerializer(serializers.Serializer):
+    """One change between two versions (one "DiffChange" in the schema, for every app)."""
+
+    path = serializers.CharField()
+    change = serializers.ChoiceField(choices=["added", "removed", "changed"])
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
 class VersionDiffMixin:
     """Adds ``GET .../<slug>/versions/<number>/`` and ``GET .../<slug>/diff/?from=&to=``.
 

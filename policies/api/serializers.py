@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.api.serializers import DiffChangeSerializer  # one "DiffChange" in the schema
+from controlplane.api.versions import DiffChangeSerializer
 from controlplane.tenancy.models import slug_validator
 from policies.choices import PolicyMode
 from policies.models import Policy, PolicyDecision, PolicyVersion

@@ -1,0 +1,18 @@
+"""Serializers of knowledge documents."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from agents.api.serializers.fields import SLUG, TagsField
+from agents.models import KnowledgeDocument
+
+
+class KnowledgeDocumentSerializer(serializers.ModelSerializer):
+    collection = serializers.CharField(required=False, **SLUG)
+    tags = TagsField(required=False)
+
+    class Meta:
+        model = KnowledgeDocument
+        fields = ["id", "collection", "title", "content", "tags", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
