@@ -66,6 +66,7 @@ browser:
 
 test: install browser check-services
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS) -m "not reliability"
 	$(TEST_ENV) $(BIN)/pytest -p no:xdist -m reliability tests/reliability
@@ -78,6 +79,7 @@ test-reliability: install check-services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .
