@@ -1,0 +1,1 @@
+"""The runs REST API: workflows, runs (start, events, cancel, resume, rerun), agent memory."""

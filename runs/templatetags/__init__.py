@@ -1,0 +1,1 @@
+"""Template tags of the runs pages (statuses, JSON, timelines) and the approvals count."""
