@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from controlplane.dashboard.display import pretty_json
+from controlplane.dashboard.display import pretty_json as pretty  # JSON as text decoded
 from runs.choices import RunStatus
 from runs.engine.validation.graph import topological_order
 from runs.selectors import FINISHED_STEP_STATUSES
@@ -21,11 +21,6 @@ ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 
 
 NONE = "\u2013"  # an en dash: no value
-
-
-def pretty(value: Any) -> str:
-    """Indented JSON for the timeline; JSON that an agent answered as text is decoded."""
-    return pretty_json(value)
 
 
 def usd(value: Any) -> str:

@@ -39,9 +39,3 @@ def took(start: Any, end: Any) -> str:
 def status_word(status: str) -> str:
     """What a status is called on the page (its icon comes from the ``status-*`` class)."""
     return STATUS_WORDS.get(status, str(status).replace("_", " ").capitalize())
-
-
-@register.filter
-def as_json(value: Any) -> str:
-    """Indented JSON (not Python's repr) of a stored value."""
-    return presenters.pretty(value)
