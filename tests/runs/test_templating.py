@@ -1,14 +1,16 @@
 """Templated JSON: type preservation, text, lookups, filters, missing names, the sandbox. No DB."""
 
 import pytest
+from jinja2.runtime import Undefined
 
-from runs.engine import templating
 from runs.engine.templating import (
     TemplateError,
     is_single_expression,
     join_path,
+    parsing,
     references,
     render,
+    sandbox,
     template_strings,
 )
 
@@ -354,10 +356,10 @@ def test_join_path():
 def test_each_template_string_is_parsed_once():
     template = "cache probe {{ input.count }} {{ input.ratio }}"
     render(template, SCOPE)
-    before = templating._parse_template.cache_info()
+    before = parsing.parse_template.cache_info()
     for _ in range(5):
         assert render(template, SCOPE) == "cache probe 3 0.5"
-    after = templating._parse_template.cache_info()
+    after = parsing.parse_template.cache_info()
     assert after.misses == before.misses
     assert after.hits == before.hits + 5
 
@@ -366,9 +368,9 @@ def test_the_environment_itself_refuses_calls_and_private_names():
     # Second line of defence, below the parse-time checks that render() applies first.
     from jinja2.exceptions import SecurityError
 
-    expression = templating._ENV.compile_expression("s.upper()")
+    expression = sandbox.ENV.compile_expression("s.upper()")
     with pytest.raises(SecurityError, match="calls are not allowed"):
         expression(s="text")
     with pytest.raises(SecurityError, match="not allowed"):
-        templating._ENV.getattr("text", "__class__")
-    assert isinstance(templating._ENV.getattr("text", "upper"), templating.Undefined)
+        sandbox.ENV.getattr("text", "__class__")
+    assert isinstance(sandbox.ENV.getattr("text", "upper"), Undefined)
