@@ -7,6 +7,7 @@ Every model is tenant-scoped (fail-closed manager) and addressed by its slug.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from agents.choices import (
@@ -78,6 +79,12 @@ class ProviderConnection(RegistryObject):
         help_text="Read the key from this environment variable when no key is stored.",
     )
     timeout_seconds = models.PositiveIntegerField(default=60)
+    max_concurrency = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(10000)],
+        help_text="Most requests this provider may have in flight at once, across every worker; "
+        "more wait for a slot.",
+    )
     last_test_at = models.DateTimeField(null=True, blank=True)
     last_test_ok = models.BooleanField(null=True, blank=True)
     last_test_message = models.TextField(blank=True)
