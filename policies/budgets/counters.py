@@ -1,21 +1,10 @@
-"""Budgets: spend counters per scope (a run, a tenant's UTC day) with reservations.
-
-A budget is enforced *before* a call: ``reserve`` sets the call's estimated spend aside
-with one conditional ``UPDATE`` per scope (used + reserved + estimate within every hard
-limit), so concurrent calls cannot together overshoot; after the call, ``reconcile`` swaps
-the estimate for the actual spend and ``release`` gives it back when the call failed
-before spending. A call that spends more than its estimate can take a scope past a hard
-limit by that difference; the next reservation in the scope is then refused. Soft limits
-are checked at ``reserve`` (with the estimate) and again after ``reconcile`` with
-``soft_crossed``.
-"""
+"""Spend counters in the database: reserve with one conditional UPDATE per scope, check soft
+limits, settle (reconcile or release), read what a scope spent."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
@@ -24,140 +13,12 @@ from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
+from policies.budgets.reasons import hard_reason, scope_label, soft_check
+from policies.budgets.values import Budget, BudgetCheck, Reservation, Spend, usd
 from policies.models import SpendCounter
 from policies.rate_limits import LimitsUnavailable
 
-_MICRO = Decimal("0.000001")
 _COST_FIELD = models.DecimalField(max_digits=14, decimal_places=6)
-
-
-def _usd(value: float | Decimal) -> Decimal:
-    return Decimal(str(value)).quantize(_MICRO, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Hard and soft limits for one scope; None is no limit.
-
-    Crossing a hard limit stops the call; crossing a soft limit asks for approval once.
-    ``wall_seconds`` is elapsed time, checked but never reserved.
-    """
-
-    tokens: int | None = None
-    cost_usd: float | None = None
-    steps: int | None = None
-    wall_seconds: float | None = None
-    soft_tokens: int | None = None
-    soft_cost_usd: float | None = None
-    soft_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if value is not None and value < 0:
-                raise ValueError(f"budget {name} must not be negative")
-
-
-@dataclass(frozen=True)
-class Spend:
-    """Tokens, dollars and steps (a call that starts a step has ``steps=1``)."""
-
-    tokens: int = 0
-    cost_usd: float = 0.0
-    steps: int = 0
-
-
-@dataclass
-class Reservation:
-    """What ``reserve`` set aside; settle it exactly once with ``reconcile`` or ``release``."""
-
-    tenant_id: int
-    scopes: list[str]
-    estimate: Spend
-    settled: bool = field(default=False, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe form, to keep with the step so a recovered worker can settle it."""
-        return {
-            "tenant_id": self.tenant_id,
-            "scopes": list(self.scopes),
-            "estimate": {
-                "tokens": self.estimate.tokens,
-                "cost_usd": self.estimate.cost_usd,
-                "steps": self.estimate.steps,
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Reservation:
-        return cls(
-            tenant_id=int(data["tenant_id"]),
-            scopes=[str(s) for s in data["scopes"]],
-            estimate=Spend(**data["estimate"]),
-        )
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    """``ok``: go ahead, spend is reserved. Not ok and ``hard``: stop. Not ok and not hard:
-    a soft limit was crossed (nothing reserved); ask for approval, then retry with the
-    keys in ``soft_keys`` ("<scope>:<dimension>") acknowledged."""
-
-    ok: bool
-    hard: bool
-    scope: str | None
-    dimension: str | None
-    reason: str
-    reservation: Reservation | None
-    soft_keys: tuple[str, ...] = ()
-
-    @property
-    def soft_key(self) -> str | None:
-        return f"{self.scope}:{self.dimension}" if self.scope and self.dimension else None
-
-
-def run_scope(run_id: int) -> str:
-    """The budget scope of one run: ``run:<id>``."""
-    return f"run:{run_id}"
-
-
-def day_scope(now: datetime | None = None) -> str:
-    """The budget scope of one UTC day for a tenant: ``day:YYYY-MM-DD`` (naive = UTC)."""
-    now = now or timezone.now()
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return f"day:{now.astimezone(UTC).date().isoformat()}"
-
-
-def _scope_label(scope: str) -> str:
-    kind, _, rest = scope.partition(":")
-    if kind == "run":
-        return f"run {rest}"
-    if kind == "day":
-        return f"the tenant on {rest}"
-    return scope
-
-
-def _amount(dimension: str, value: float | Decimal) -> str:
-    if dimension == "cost_usd":
-        value = Decimal(value)
-        return f"${value:,.2f}" if value == 0 or abs(value) >= Decimal("0.01") else f"${value:f}"
-    if dimension == "tokens":
-        return f"{int(value):,} tokens"
-    if dimension == "steps":
-        return f"{int(value)} steps"
-    return f"{float(value):g} s"
-
-
-_VERBS = {"tokens": "use", "cost_usd": "spend", "steps": "take"}
-_NOUNS = {"tokens": "token", "cost_usd": "cost", "steps": "step"}
-
-
-def _hard_reason(scope: str, dimension: str, total: float | Decimal, limit: float) -> str:
-    bound = _amount(dimension, limit) if dimension == "cost_usd" else f"{int(limit):,}"
-    return (
-        f"{_scope_label(scope)} would {_VERBS[dimension]} {_amount(dimension, total)} "
-        f"of its {bound} {_NOUNS[dimension]} budget"
-    )
 
 
 def _counters(tenant_id: int):
@@ -176,8 +37,8 @@ def _within_hard_limits(budget: Budget, estimate: Spend) -> list[LessThanOrEqual
     if budget.cost_usd is not None:
         conditions.append(
             LessThanOrEqual(
-                F("cost_usd") + F("reserved_cost_usd") + Value(_usd(estimate.cost_usd)),
-                Value(_usd(budget.cost_usd), output_field=_COST_FIELD),
+                F("cost_usd") + F("reserved_cost_usd") + Value(usd(estimate.cost_usd)),
+                Value(usd(budget.cost_usd), output_field=_COST_FIELD),
             )
         )
     if budget.steps is not None:
@@ -194,9 +55,7 @@ def _first_exceeded(
         ("tokens", counter.tokens + counter.reserved_tokens + estimate.tokens, budget.tokens),
         (
             "cost_usd",
-            Decimal(counter.cost_usd)
-            + Decimal(counter.reserved_cost_usd)
-            + _usd(estimate.cost_usd),
+            Decimal(counter.cost_usd) + Decimal(counter.reserved_cost_usd) + usd(estimate.cost_usd),
             budget.cost_usd,
         ),
         ("steps", counter.steps + estimate.steps, budget.steps),
@@ -204,7 +63,7 @@ def _first_exceeded(
     for dimension, total, limit in totals:
         if limit is None:
             continue
-        bound = _usd(limit) if dimension == "cost_usd" else limit
+        bound = usd(limit) if dimension == "cost_usd" else limit
         if total > bound:
             return dimension, total, limit
     return None
@@ -221,7 +80,7 @@ def _reserve_scope(
             .filter(*conditions, scope=scope)
             .update(
                 reserved_tokens=F("reserved_tokens") + estimate.tokens,
-                reserved_cost_usd=F("reserved_cost_usd") + _usd(estimate.cost_usd),
+                reserved_cost_usd=F("reserved_cost_usd") + usd(estimate.cost_usd),
                 steps=F("steps") + estimate.steps,
                 updated_at=timezone.now(),
             )
@@ -272,26 +131,9 @@ def _soft_crossings(
         for dimension, total, limit in totals:
             if limit is None or f"{scope}:{dimension}" in soft_acknowledged:
                 continue
-            if total > (_usd(limit) if dimension == "cost_usd" else limit):
+            if total > (usd(limit) if dimension == "cost_usd" else limit):
                 crossed.append((scope, dimension, total, limit))
     return crossed
-
-
-def _soft_check(crossed: list[tuple[str, str, float | Decimal, float]], verb: str) -> BudgetCheck:
-    """The soft ``BudgetCheck`` naming the first crossing, with every crossing's key."""
-    scope, dimension, total, limit = crossed[0]
-    return BudgetCheck(
-        ok=False,
-        hard=False,
-        scope=scope,
-        dimension=dimension,
-        reason=(
-            f"{_scope_label(scope)} {verb} {_amount(dimension, total)}, past its "
-            f"soft limit of {_amount(dimension, limit)}; approval needed to continue"
-        ),
-        reservation=None,
-        soft_keys=tuple(f"{s}:{d}" for s, d, _, _ in crossed),
-    )
 
 
 def reserve(
@@ -320,7 +162,7 @@ def reserve(
                 scope=scope,
                 dimension="wall_seconds",
                 reason=(
-                    f"{_scope_label(scope)} has run for {wall_seconds:g} s "
+                    f"{scope_label(scope)} has run for {wall_seconds:g} s "
                     f"of its {limit:g} s wall-time budget"
                 ),
                 reservation=None,
@@ -337,7 +179,7 @@ def reserve(
                 hard=True,
                 scope=scope,
                 dimension=dimension,
-                reason=_hard_reason(scope, dimension, total, limit),
+                reason=hard_reason(scope, dimension, total, limit),
                 reservation=None,
             )
         reserved.append(scope)
@@ -345,7 +187,7 @@ def reserve(
     crossed = _soft_crossings(tenant_id, budgets, soft_acknowledged)
     if crossed:
         release(reservation)
-        return _soft_check(crossed, "would reach")
+        return soft_check(crossed, "would reach")
     return BudgetCheck(
         ok=True,
         hard=False,
@@ -372,7 +214,7 @@ def soft_crossed(
     crossed = _soft_crossings(tenant_id, budgets, soft_acknowledged)
     if not crossed:
         return None
-    return _soft_check(crossed, "has reached")
+    return soft_check(crossed, "has reached")
 
 
 def _settle(reservation: Reservation, actual: Spend | None) -> None:
@@ -384,7 +226,7 @@ def _settle(reservation: Reservation, actual: Spend | None) -> None:
     changes: dict[str, Any] = {
         "reserved_tokens": Greatest(F("reserved_tokens") - est.tokens, 0),
         "reserved_cost_usd": Greatest(
-            F("reserved_cost_usd") - Value(_usd(est.cost_usd), output_field=_COST_FIELD),
+            F("reserved_cost_usd") - Value(usd(est.cost_usd), output_field=_COST_FIELD),
             zero_usd,
             output_field=_COST_FIELD,
         ),
@@ -393,7 +235,7 @@ def _settle(reservation: Reservation, actual: Spend | None) -> None:
     }
     if actual is not None:
         changes["tokens"] = F("tokens") + got.tokens
-        changes["cost_usd"] = F("cost_usd") + _usd(got.cost_usd)
+        changes["cost_usd"] = F("cost_usd") + usd(got.cost_usd)
     # One UPDATE over every scope of the reservation.
     _counters(reservation.tenant_id).filter(scope__in=reservation.scopes).update(**changes)
     reservation.settled = True
