@@ -43,7 +43,7 @@ def _seed(steps: int, slug: str):
     from agents.models import Tool
     from agents.services.tools import tool_create
     from runs.models import Workflow
-    from runs.services import workflow_create
+    from runs.workflow_services import workflow_create
 
     with context.system_context("bench", tenant=tenant):
         if not Tool.objects.filter(slug="noop").exists():

@@ -55,7 +55,8 @@ def child_seed(runs: int) -> dict:
     from controlplane.tenancy.choices import Role
     from controlplane.tenancy.services import membership_add, tenant_create, user_create
     from runs.execution import progress
-    from runs.services import run_start, workflow_create
+    from runs.services import run_start
+    from runs.workflow_services import workflow_create
 
     with context.system_context("bench"):
         tenant = tenant_create(slug=TENANT, name="Bench")

@@ -140,7 +140,8 @@ def child_check(samples: int) -> dict:
     from runs.execution.policy_guard import StepPolicy
     from runs.execution.step_context import StepContext, definition_of
     from runs.models import StepRun
-    from runs.services import run_start, workflow_create
+    from runs.services import run_start
+    from runs.workflow_services import workflow_create
 
     with context.system_context("bench"):
         tenant = tenant_create(slug="bench", name="Bench")

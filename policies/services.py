@@ -8,12 +8,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from agents.selectors import json_diff
 from controlplane import context
-from controlplane.audit.services import audit_record, snapshot
+from controlplane.entities import Entity, add_version, raise_at_paths
 from controlplane.rbac.grants import remove_object_grants
 from controlplane.tenancy.models import Tenant
 from policies.choices import PolicyMode
@@ -23,7 +23,12 @@ from policies.selectors import known_names
 
 # Policies ------------------------------------------------------------------------------------
 
-POLICY_FIELDS = ["slug", "name", "description", "mode"]
+POLICIES = Entity(
+    Policy,
+    "policy",
+    fields=("slug", "name", "description", "mode"),
+    clean_exclude=("active_version",),
+)
 
 
 def validate_policy_definition(definition: Any, *, tenant: Any = None) -> None:
@@ -36,12 +41,7 @@ def validate_policy_definition(definition: Any, *, tenant: Any = None) -> None:
     errors = validate_definition(definition)
     if not errors and tenant is not None:
         errors = validate_names(definition, known_names(tenant))
-    if errors:
-        grouped: dict[str, list[str]] = {}
-        for error in errors:
-            key = f"definition.{error.path}" if error.path else "definition"
-            grouped.setdefault(key, []).append(error.message)
-        raise ValidationError(grouped)
+    raise_at_paths(errors, under="definition")
 
 
 def _bump_revision(tenant_id: int) -> None:
@@ -49,20 +49,11 @@ def _bump_revision(tenant_id: int) -> None:
     Tenant.objects.filter(pk=tenant_id).update(policy_revision=F("policy_revision") + 1)
 
 
-def _unique_policy_slug(tenant: Any, slug: str, exclude_pk: Any = None) -> None:
-    qs = Policy.objects.for_tenant(tenant).filter(slug=slug)
-    if exclude_pk:
-        qs = qs.exclude(pk=exclude_pk)
-    if qs.exists():
-        raise ValidationError({"slug": f"Policy {slug!r} already exists in this tenant."})
-
-
 def _add_version(policy: Policy, definition: dict, note: str, created_by: Any) -> PolicyVersion:
-    last = PolicyVersion.objects.filter(policy=policy).aggregate(n=Max("number"))["n"] or 0
-    return PolicyVersion.objects.create(
-        tenant_id=policy.tenant_id,
-        policy=policy,
-        number=last + 1,
+    return add_version(
+        PolicyVersion,
+        owner_field="policy",
+        owner=policy,
         definition=definition,
         note=note[:300],
         created_by=created_by,
@@ -85,7 +76,6 @@ def policy_create(
 ) -> Policy:
     """Create a policy and its validated first version (applied at once unless ``activate``
     is False, when it stays a draft to simulate first)."""
-    _unique_policy_slug(tenant, slug)
     policy = Policy(
         tenant=tenant,
         slug=slug,
@@ -94,24 +84,22 @@ def policy_create(
         mode=mode,
         is_default=is_default,
     )
-    policy.full_clean(
-        exclude=["tenant", "active_version"], validate_unique=False, validate_constraints=False
-    )
+    POLICIES.check_slug(policy, slug)
+    POLICIES.clean(policy)
     validate_policy_definition(definition, tenant=tenant)
     policy.save()
     version = _add_version(policy, definition, note or "first version", created_by)
     if activate:
         _activate(policy, version)
-    audit_record(
-        action="policy.create",
-        target=policy,
-        tenant=tenant,
-        after={
-            **snapshot(policy, POLICY_FIELDS),
-            "version": version.number,
-            "active": activate,
-            "rules": len(definition.get("rules") or ()),
-        },
+    POLICIES.record(
+        "create",
+        policy,
+        after=POLICIES.snapshot(
+            policy,
+            version=version.number,
+            active=activate,
+            rules=len(definition.get("rules") or ()),
+        ),
     )
     return policy
 
@@ -133,10 +121,9 @@ def policy_save_version(
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
     validate_policy_definition(definition, tenant=policy.tenant_id)
     version = _add_version(policy, definition, note, created_by)
-    audit_record(
-        action="policy.version",
-        target=policy,
-        tenant=policy.tenant,
+    POLICIES.record(
+        "version",
+        policy,
         after={"version": version.number, "rules": len(definition.get("rules") or ())},
         metadata={"note": note[:300]},
     )
@@ -157,10 +144,9 @@ def policy_activate(*, policy: Policy, version: PolicyVersion) -> Policy:
     if previous is not None and previous.pk == version.pk:
         raise ValidationError({"version": f"Version {version.number} is already active."})
     _activate(policy, version)
-    audit_record(
-        action="policy.activate",
-        target=policy,
-        tenant=policy.tenant,
+    POLICIES.record(
+        "activate",
+        policy,
         before={"version": previous.number if previous else None},
         after={"version": version.number},
     )
@@ -179,40 +165,23 @@ def policy_set_mode(*, policy: Policy, mode: str) -> Policy:
     Policy.objects.filter(pk=policy.pk).update(mode=mode, updated_at=timezone.now())
     policy.mode = mode
     _bump_revision(policy.tenant_id)
-    audit_record(
-        action="policy.mode",
-        target=policy,
-        tenant=policy.tenant,
-        before={"mode": before},
-        after={"mode": mode},
-    )
+    POLICIES.record("mode", policy, before={"mode": before}, after={"mode": mode})
     return policy
 
 
-@transaction.atomic
-def policy_update(*, policy: Policy, **changes: Any) -> Policy:
-    """Edit name, description or slug (rules change through versions, mode by its switch)."""
-    policy = Policy.objects.select_for_update().get(pk=policy.pk)
-    before = snapshot(policy, POLICY_FIELDS)
+def _switch_mode(policy: Policy, changes: dict[str, Any]) -> None:
+    """An edit's mode goes through ``policy_set_mode`` (its own audit row, a recompile)."""
     if "mode" in changes:
         mode = changes.pop("mode")
         if mode != policy.mode:
             policy_set_mode(policy=policy, mode=mode)
             policy.mode = mode
-    for field, value in changes.items():
-        if field == "slug" and value != policy.slug:
-            _unique_policy_slug(policy.tenant_id, value, policy.pk)
-        setattr(policy, field, value)
-    policy.full_clean(
-        exclude=["tenant", "active_version"], validate_unique=False, validate_constraints=False
-    )
-    policy.save()
-    after = snapshot(policy, POLICY_FIELDS)
-    if after != before:
-        audit_record(
-            action="policy.update", target=policy, tenant=policy.tenant, before=before, after=after
-        )
-    return policy
+
+
+@transaction.atomic
+def policy_update(*, policy: Policy, **changes: Any) -> Policy:
+    """Edit name, description or slug (rules change through versions, mode by its switch)."""
+    return POLICIES.update(policy, changes, prepare=_switch_mode, audit_unchanged=False)
 
 
 DEFAULT_POLICY_KEPT = (
@@ -229,12 +198,10 @@ def policy_delete(*, policy: Policy) -> None:
     """
     if policy.is_default:
         raise ValidationError(DEFAULT_POLICY_KEPT)
-    tenant = policy.tenant
-    before = {**snapshot(policy, POLICY_FIELDS), "id": policy.pk}
+    tenant_id = policy.tenant_id
     remove_object_grants(policy)
-    audit_record(action="policy.delete", target=policy, tenant=tenant, before=before)
-    policy.delete()
-    _bump_revision(tenant.pk)
+    POLICIES.delete(policy, before=POLICIES.snapshot(policy, id=policy.pk))
+    _bump_revision(tenant_id)
 
 
 def ensure_default_policy(tenant: Any) -> Policy | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from controlplane import context
 from controlplane.tenancy.models import Tenant
-from runs import services
+from runs import workflow_services
 from runs.models import Workflow
 
 TICKET_INPUT = {
@@ -233,6 +233,6 @@ def seed(stdout: Any) -> None:
         for spec in WORKFLOWS:
             if Workflow.objects.filter(slug=spec["slug"]).exists():
                 continue
-            services.workflow_create(tenant=tenant, note="seeded demo", **spec)
+            workflow_services.workflow_create(tenant=tenant, note="seeded demo", **spec)
             created += 1
     stdout.write(f"Workflow demo for acme: {created} new workflow(s).")

@@ -1,4 +1,6 @@
-"""Workflow and run services: validate, write, audit, and dispatch after commit."""
+"""Run services: start, cancel, resume and re-run; write, audit, and dispatch after commit.
+
+Workflow writes are ``runs.workflow_services``."""
 
 from __future__ import annotations
 
@@ -8,142 +10,22 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from agents.models import Agent
-from controlplane.audit.services import audit_record, snapshot
+from controlplane.audit.services import audit_record
 from controlplane.choices import Status
 from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import parse_definition
-from runs.engine.validation import validate_definition
 from runs.events import emit
 from runs.execution import progress
 from runs.execution.step_context import definition_of
 from runs.execution.transitions import finish_run, is_terminal, lock_run
-from runs.models import Run, StepRun, Workflow, WorkflowVersion
+from runs.models import Run, StepRun, Workflow
 from runs.pins import VERSION_CHOICES, pin_agent_versions
-from runs.selectors import registry_view
-
-WORKFLOW_FIELDS = ["slug", "name", "description", "tags", "status"]
-
-
-def validate_workflow_definition(*, tenant: Any, definition: Any) -> None:
-    """Raise a ValidationError listing every problem, each under its path."""
-    if not isinstance(definition, dict):
-        raise ValidationError({"definition": "Give the definition as a JSON object."})
-    errors = validate_definition(definition, registry_view(tenant))
-    if errors:
-        grouped: dict[str, list[str]] = {}
-        for error in errors:
-            grouped.setdefault(
-                f"definition.{error.path}" if error.path else "definition", []
-            ).append(error.message)
-        raise ValidationError(grouped)
-
-
-def _unique_slug(tenant: Any, slug: str, exclude_pk: Any = None) -> None:
-    qs = Workflow.objects.for_tenant(tenant).filter(slug=slug)
-    if exclude_pk:
-        qs = qs.exclude(pk=exclude_pk)
-    if qs.exists():
-        raise ValidationError({"slug": f"Workflow {slug!r} already exists in this tenant."})
-
-
-def _new_version(
-    workflow: Workflow, definition: dict, note: str, created_by: Any
-) -> WorkflowVersion:
-    last = WorkflowVersion.objects.filter(workflow=workflow).aggregate(n=Max("number"))["n"] or 0
-    version = WorkflowVersion.objects.create(
-        tenant=workflow.tenant,
-        workflow=workflow,
-        number=last + 1,
-        definition=definition,
-        note=note,
-        created_by=created_by,
-    )
-    Workflow.objects.filter(pk=workflow.pk).update(
-        current_version=version, updated_at=timezone.now()
-    )
-    workflow.current_version = version
-    return version
-
-
-@transaction.atomic
-def workflow_create(
-    *,
-    tenant: Any,
-    slug: str,
-    name: str,
-    definition: dict,
-    description: str = "",
-    tags: list[str] | None = None,
-    note: str = "",
-    created_by: Any = None,
-) -> Workflow:
-    """Create a workflow and its validated first version."""
-    _unique_slug(tenant, slug)
-    workflow = Workflow(
-        tenant=tenant, slug=slug, name=name, description=description, tags=tags or []
-    )
-    workflow.full_clean(
-        exclude=["tenant", "current_version"], validate_unique=False, validate_constraints=False
-    )
-    validate_workflow_definition(tenant=tenant, definition=definition)
-    workflow.save()
-    version = _new_version(workflow, definition, note or "first version", created_by)
-    audit_record(
-        action="workflow.create",
-        target=workflow,
-        tenant=tenant,
-        after={**snapshot(workflow, WORKFLOW_FIELDS), "version": version.number},
-    )
-    return workflow
-
-
-@transaction.atomic
-def workflow_publish(
-    *, workflow: Workflow, definition: dict, note: str = "", created_by: Any = None
-) -> WorkflowVersion:
-    """Validate and publish a new immutable version; runs already started keep theirs."""
-    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
-    validate_workflow_definition(tenant=workflow.tenant, definition=definition)
-    previous = workflow.current_version
-    version = _new_version(workflow, definition, note, created_by)
-    audit_record(
-        action="workflow.publish",
-        target=workflow,
-        tenant=workflow.tenant,
-        before={"version": previous.number if previous else None},
-        after={"version": version.number},
-        metadata={"note": note},
-    )
-    return version
-
-
-@transaction.atomic
-def workflow_update(*, workflow: Workflow, **changes: Any) -> Workflow:
-    """Edit metadata (name, description, tags, status, slug)."""
-    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
-    before = snapshot(workflow, WORKFLOW_FIELDS)
-    for field, value in changes.items():
-        if field == "slug" and value != workflow.slug:
-            _unique_slug(workflow.tenant, value, workflow.pk)
-        setattr(workflow, field, value)
-    workflow.full_clean(
-        exclude=["tenant", "current_version"], validate_unique=False, validate_constraints=False
-    )
-    workflow.save()
-    audit_record(
-        action="workflow.update",
-        target=workflow,
-        tenant=workflow.tenant,
-        before=before,
-        after=snapshot(workflow, WORKFLOW_FIELDS),
-    )
-    return workflow
 
 
 def single_agent_definition(agent: Agent) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from controlplane.dashboard.pages import (
     operation,
     pretty,
 )
-from runs import diagram, services
+from runs import diagram, services, workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.approvals.presenters import approval_cards
 from runs.choices import RunStatus
@@ -123,7 +123,7 @@ class WorkflowCreatePage(FormPage):
 
     def save(self, form):
         data = form.cleaned_data
-        workflow = services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=self.tenant,
             slug=data["slug"],
             name=data["name"],
@@ -218,7 +218,7 @@ class WorkflowDetailPage(WorkflowPage):
         workflow = self.object
         if op in ("disable", "enable"):
             return self.set_status(
-                services.workflow_update, f"Workflow “{workflow.slug}”", workflow=workflow
+                workflow_services.workflow_update, f"Workflow “{workflow.slug}”", workflow=workflow
             )
         if op != "publish":
             messages.error(request, "Unknown action.")
@@ -227,7 +227,7 @@ class WorkflowDetailPage(WorkflowPage):
         if not form.is_valid():
             return self.invalid(publish_form=form)
         try:
-            version = services.workflow_publish(
+            version = workflow_services.workflow_publish(
                 workflow=workflow,
                 definition=form.cleaned_data["definition"],
                 note=form.cleaned_data["note"],

@@ -58,6 +58,7 @@ from controlplane.tenancy.models import Membership
 from policies import services as policy_services
 from policies.models import PolicyDecision
 from runs import services as run_services
+from runs import workflow_services
 from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest
 from runs.execution import progress
@@ -413,7 +414,7 @@ class Objects:
 
     def workflow(self, tenant):
         make_tool(tenant, slug="calc")
-        workflow = run_services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=tenant,
             slug=f"{tenant.slug}-flow",
             name="Flow",

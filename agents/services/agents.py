@@ -6,16 +6,20 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
-from django.utils import timezone
 
 from agents.models import Agent, AgentVersion
-from agents.services.common import all_problems, full_clean, unique_slug
 from agents.services.tools import granted_tools
 from agents.validation import validate_agent_config
-from controlplane.audit.services import audit_record, snapshot
+from controlplane.entities import Entity, add_version, all_problems, unique_slug
 
-AGENT_FIELDS = ["slug", "name", "description", "kind", "tags", "status"]
+AGENTS = Entity(
+    Agent,
+    "agent",
+    fields=("slug", "name", "description", "kind", "tags", "status"),
+    clean_exclude=("current_version",),
+)
+# the rest (kind, configuration, tools) changes by publishing a version
+AGENT_EDITABLE = ("name", "description", "tags", "status", "slug")
 
 
 def _check_config(kind: str, config: Any) -> None:
@@ -33,22 +37,19 @@ def _new_version(
     rolled_back_from: int | None = None,
     tools: list[dict] | None = None,
 ) -> AgentVersion:
-    last = AgentVersion.objects.filter(agent=agent).aggregate(n=Max("number"))["n"] or 0
     if tools is None:
         tools = [{"id": t.pk, "slug": t.slug} for t in granted_tools(agent)]
-    version = AgentVersion.objects.create(
-        tenant=agent.tenant,
-        agent=agent,
-        number=last + 1,
+    return add_version(
+        AgentVersion,
+        owner_field="agent",
+        owner=agent,
+        current_field="current_version",
         config=config,
         tools=tools,
         note=note,
         created_by=created_by,
         rolled_back_from=rolled_back_from,
     )
-    Agent.objects.filter(pk=agent.pk).update(current_version=version, updated_at=timezone.now())
-    agent.current_version = version
-    return version
 
 
 @transaction.atomic
@@ -74,48 +75,31 @@ def agent_create(
     )
     all_problems(
         lambda: unique_slug(Agent, tenant, slug),
-        lambda: full_clean(agent, exclude=["current_version"]),
+        lambda: AGENTS.clean(agent),
         lambda: _check_config(kind, config),
     )
     agent.save()
     version = _new_version(
         agent=agent, config=config, note=note or "first version", created_by=created_by
     )
-    audit_record(
-        action="agent.create",
-        target=agent,
-        tenant=tenant,
-        after={
-            **snapshot(agent, AGENT_FIELDS),
-            "version": version.number,
-            "config": config,
-            "tools": version.tools,
-        },
+    AGENTS.record(
+        "create",
+        agent,
+        after=AGENTS.snapshot(agent, version=version.number, config=config, tools=version.tools),
     )
     return agent
+
+
+def _only_metadata(agent: Agent, changes: dict[str, Any]) -> None:
+    for field in changes:
+        if field not in AGENT_EDITABLE:
+            raise ValidationError({field: "Publish a new version to change this."})
 
 
 @transaction.atomic
 def agent_update(*, agent: Agent, **changes: Any) -> Agent:
     """Edit an agent's metadata (name, description, tags, status); config changes publish."""
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
-    before = snapshot(agent, AGENT_FIELDS)
-    for field, value in changes.items():
-        if field not in ("name", "description", "tags", "status", "slug"):
-            raise ValidationError({field: "Publish a new version to change this."})
-        if field == "slug" and value != agent.slug:
-            unique_slug(Agent, agent.tenant, value, exclude_pk=agent.pk)
-        setattr(agent, field, value)
-    full_clean(agent, exclude=["current_version"])
-    agent.save()
-    audit_record(
-        action="agent.update",
-        target=agent,
-        tenant=agent.tenant,
-        before=before,
-        after=snapshot(agent, AGENT_FIELDS),
-    )
-    return agent
+    return AGENTS.update(agent, changes, prepare=_only_metadata)
 
 
 @transaction.atomic
@@ -127,10 +111,9 @@ def agent_publish(
     _check_config(agent.kind, config)
     previous = agent.current_version
     version = _new_version(agent=agent, config=config, note=note, created_by=created_by)
-    audit_record(
-        action="agent.publish",
-        target=agent,
-        tenant=agent.tenant,
+    AGENTS.record(
+        "publish",
+        agent,
         before={
             "version": previous.number if previous else None,
             "config": previous.config if previous else None,
@@ -158,10 +141,9 @@ def agent_rollback(*, agent: Agent, number: int, created_by: Any = None) -> Agen
         created_by=created_by,
         rolled_back_from=number,
     )
-    audit_record(
-        action="agent.rollback",
-        target=agent,
-        tenant=agent.tenant,
+    AGENTS.record(
+        "rollback",
+        agent,
         before={"version": previous.number if previous else None},
         after={"version": version.number, "copied_from": number},
     )

@@ -7,8 +7,17 @@ from typing import Any
 from django.db import transaction
 
 from agents.models import KnowledgeDocument
-from agents.services.common import full_clean
-from controlplane.audit.services import audit_record
+from controlplane.entities import Entity
+
+
+class _Documents(Entity):
+    """Audit rows show a document's size, not its text."""
+
+    def snapshot(self, obj: Any, **extra: Any) -> dict[str, Any]:
+        return super().snapshot(obj, length=len(obj.content), **extra)
+
+
+DOCUMENTS = _Documents(KnowledgeDocument, "knowledge_document", fields=("title", "collection"))
 
 
 @transaction.atomic
@@ -24,48 +33,16 @@ def knowledge_document_create(
     document = KnowledgeDocument(
         tenant=tenant, title=title, content=content, collection=collection, tags=tags or []
     )
-    full_clean(document)
-    document.save()
-    audit_record(
-        action="knowledge_document.create",
-        target=document,
-        tenant=tenant,
-        after={"title": title, "collection": collection, "length": len(content)},
-    )
-    return document
+    return DOCUMENTS.create(document)
 
 
 @transaction.atomic
 def knowledge_document_update(*, document: KnowledgeDocument, **changes: Any) -> KnowledgeDocument:
-    before = {
-        "title": document.title,
-        "collection": document.collection,
-        "length": len(document.content),
-    }
-    for field, value in changes.items():
-        setattr(document, field, value)
-    full_clean(document)
-    document.save()
-    audit_record(
-        action="knowledge_document.update",
-        target=document,
-        tenant=document.tenant,
-        before=before,
-        after={
-            "title": document.title,
-            "collection": document.collection,
-            "length": len(document.content),
-        },
-    )
-    return document
+    """Edit a document's title, text, collection or tags; audited with its size."""
+    return DOCUMENTS.update(document, changes)
 
 
 @transaction.atomic
 def knowledge_document_delete(*, document: KnowledgeDocument) -> None:
-    audit_record(
-        action="knowledge_document.delete",
-        target=document,
-        tenant=document.tenant,
-        before={"title": document.title, "collection": document.collection},
-    )
-    document.delete()
+    """Remove a document from the knowledge base; audited by title and collection."""
+    DOCUMENTS.delete(document, before={"title": document.title, "collection": document.collection})

@@ -10,23 +10,28 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from agents.models import McpServer, Tool
-from agents.services.common import full_clean, unique_slug
 from controlplane import egress
-from controlplane.audit.services import audit_record, snapshot
 from controlplane.choices import Status
+from controlplane.entities import Entity
 
-MCP_FIELDS = [
-    "slug",
-    "name",
-    "description",
-    "transport",
-    "url",
-    "command",
-    "args",
-    "timeout_seconds",
-    "tags",
-    "status",
-]
+MCP_SERVERS = Entity(
+    McpServer,
+    "mcp_server",
+    fields=(
+        "slug",
+        "name",
+        "description",
+        "transport",
+        "url",
+        "command",
+        "args",
+        "timeout_seconds",
+        "tags",
+        "status",
+    ),
+    clean_exclude=("secret_headers", "secret_env"),
+    keep_when_none=("secret_headers", "secret_env"),
+)
 
 
 def stdio_command_problem(command: str) -> str | None:
@@ -67,78 +72,33 @@ def _check_mcp(server: McpServer) -> None:
             raise ValidationError({"command": problem})
     if not isinstance(server.args, list) or not all(isinstance(a, str) for a in server.args):
         raise ValidationError({"args": "Give the command's arguments as a list of strings."})
-    full_clean(server, exclude=["secret_headers", "secret_env"])
+    MCP_SERVERS.clean(server)
 
 
 @transaction.atomic
 def mcp_server_create(
-    *,
-    tenant: Any,
-    slug: str,
-    name: str,
-    transport: str,
-    description: str = "",
-    url: str = "",
-    command: str = "",
-    args: list[str] | None = None,
-    secret_headers: dict | None = None,
-    secret_env: dict | None = None,
-    timeout_seconds: int = 30,
-    tags: list[str] | None = None,
-    status: str = Status.ACTIVE,
+    *, tenant: Any, slug: str, name: str, transport: str, **fields: Any
 ) -> McpServer:
-    """Register an MCP server; run discovery separately to register its tools."""
-    unique_slug(McpServer, tenant, slug)
-    server = McpServer(
-        tenant=tenant,
-        slug=slug,
-        name=name,
-        transport=transport,
-        description=description,
-        url=url,
-        command=command,
-        args=args or [],
-        secret_headers=secret_headers or {},
-        secret_env=secret_env or {},
-        timeout_seconds=timeout_seconds,
-        tags=tags or [],
-        status=status,
-    )
-    _check_mcp(server)
-    server.save()
-    audit_record(
-        action="mcp_server.create",
-        target=server,
-        tenant=tenant,
-        after=snapshot(server, MCP_FIELDS),
+    """Register an MCP server; run discovery separately to register its tools.
+
+    Other fields: description, url, command, args, secret_headers, secret_env,
+    timeout_seconds, tags, status (the model's defaults where left out or None).
+    """
+    server = MCP_SERVERS.new(tenant=tenant, slug=slug, name=name, transport=transport, **fields)
+    return MCP_SERVERS.create(
+        server,
+        check=_check_mcp,
         metadata={
             "secret_headers": sorted(server.secret_headers),
             "secret_env": sorted(server.secret_env),
         },
     )
-    return server
 
 
 @transaction.atomic
 def mcp_server_update(*, server: McpServer, **changes: Any) -> McpServer:
     """Edit an MCP server; ``None`` for a secret mapping keeps the stored one."""
-    server = McpServer.objects.select_for_update().get(pk=server.pk)
-    before = snapshot(server, MCP_FIELDS)
-    for field, value in changes.items():
-        if field in ("secret_headers", "secret_env") and value is None:
-            continue
-        if field == "slug" and value != server.slug:
-            unique_slug(McpServer, server.tenant, value, exclude_pk=server.pk)
-        setattr(server, field, value)
-    _check_mcp(server)
-    server.save()
+    server = MCP_SERVERS.update(server, changes, check=_check_mcp)
     if server.status == Status.DISABLED:
         Tool.objects.filter(mcp_server=server).update(status=Status.DISABLED)
-    audit_record(
-        action="mcp_server.update",
-        target=server,
-        tenant=server.tenant,
-        before=before,
-        after=snapshot(server, MCP_FIELDS),
-    )
     return server

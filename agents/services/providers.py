@@ -10,23 +10,28 @@ from django.utils import timezone
 
 from agents.choices import ProviderKind
 from agents.models import ProviderConnection
-from agents.services.common import full_clean, unique_slug
 from controlplane import egress
-from controlplane.audit.services import audit_record, snapshot
-from controlplane.choices import Status
+from controlplane.entities import Entity
 
-PROVIDER_FIELDS = [
-    "slug",
-    "name",
-    "description",
-    "kind",
-    "base_url",
-    "api_key_env",
-    "models",
-    "timeout_seconds",
-    "tags",
-    "status",
-]
+PROVIDERS = Entity(
+    ProviderConnection,
+    "provider",
+    fields=(
+        "slug",
+        "name",
+        "description",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "models",
+        "timeout_seconds",
+        "max_concurrency",
+        "tags",
+        "status",
+    ),
+    clean_exclude=("api_key",),
+    keep_when_none=("api_key",),
+)
 
 
 def _validate_models(models: Any) -> list[dict[str, Any]]:
@@ -70,78 +75,45 @@ def _check_provider(provider: ProviderConnection) -> None:
     refused = egress.check_url(provider.base_url) if provider.base_url else None
     if refused:
         raise ValidationError({"base_url": refused})
-    full_clean(provider, exclude=["api_key"])
+    PROVIDERS.clean(provider)
 
 
 @transaction.atomic
 def provider_create(
-    *,
-    tenant: Any,
-    slug: str,
-    name: str,
-    kind: str,
-    description: str = "",
-    base_url: str = "",
-    api_key: str = "",
-    api_key_env: str = "",
-    models: Any = (),
-    timeout_seconds: int = 60,
-    tags: list[str] | None = None,
-    status: str = Status.ACTIVE,
+    *, tenant: Any, slug: str, name: str, kind: str, models: Any = (), **fields: Any
 ) -> ProviderConnection:
-    """Register a model provider; the key is stored encrypted and never echoed."""
-    unique_slug(ProviderConnection, tenant, slug)
-    provider = ProviderConnection(
+    """Register a model provider; the key is stored encrypted and never echoed.
+
+    Other fields: description, base_url, api_key, api_key_env, timeout_seconds,
+    max_concurrency, tags, status (the model's defaults where left out or None).
+    """
+    provider = PROVIDERS.new(
         tenant=tenant,
         slug=slug,
         name=name,
         kind=kind,
-        description=description,
-        base_url=base_url,
-        api_key=api_key,
-        api_key_env=api_key_env,
         models=_validate_models(list(models)),
-        timeout_seconds=timeout_seconds,
-        tags=tags or [],
-        status=status,
+        **fields,
     )
-    _check_provider(provider)
-    provider.save()
-    audit_record(
-        action="provider.create",
-        target=provider,
-        tenant=tenant,
-        after=snapshot(provider, PROVIDER_FIELDS),
-        metadata={"api_key": "set" if api_key else "not set"},
+    return PROVIDERS.create(
+        provider,
+        check=_check_provider,
+        metadata={"api_key": "set" if provider.api_key else "not set"},
     )
-    return provider
 
 
 @transaction.atomic
 def provider_update(*, provider: ProviderConnection, **changes: Any) -> ProviderConnection:
     """Edit a provider. ``api_key=None`` keeps the stored key; ``""`` clears it."""
-    provider = ProviderConnection.objects.select_for_update().get(pk=provider.pk)
-    before = snapshot(provider, PROVIDER_FIELDS)
     key_changed = "api_key" in changes and changes["api_key"] is not None
-    for field, value in changes.items():
-        if field == "api_key" and value is None:
-            continue
-        if field == "models":
-            value = _validate_models(value)
-        if field == "slug" and value != provider.slug:
-            unique_slug(ProviderConnection, provider.tenant, value, exclude_pk=provider.pk)
-        setattr(provider, field, value)
-    _check_provider(provider)
-    provider.save()
-    audit_record(
-        action="provider.update",
-        target=provider,
-        tenant=provider.tenant,
-        before=before,
-        after=snapshot(provider, PROVIDER_FIELDS),
+    if "models" in changes:
+        changes["models"] = _validate_models(changes["models"])
+    return PROVIDERS.update(
+        provider,
+        changes,
+        check=_check_provider,
         metadata={"api_key": "changed"} if key_changed else {},
     )
-    return provider
 
 
 @transaction.atomic
@@ -153,10 +125,9 @@ def provider_record_test(
         last_test_at=timezone.now(), last_test_ok=ok, last_test_message=message[:2000]
     )
     provider.refresh_from_db()
-    audit_record(
-        action="provider.test",
-        target=provider,
-        tenant=provider.tenant,
+    PROVIDERS.record(
+        "test",
+        provider,
         metadata={"ok": ok, "message": message[:500], "latency_ms": round(latency_ms, 1)},
     )
     return provider

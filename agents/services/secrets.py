@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from agents.models import Secret
-from agents.services.common import full_clean
 from controlplane.audit.services import audit_record
+from controlplane.entities import full_clean
 
 
 @transaction.atomic

@@ -10,32 +10,38 @@ from django.db.models import Q
 
 from agents.choices import ToolKind
 from agents.models import Agent, Tool, ToolGrant
-from agents.services.common import full_clean, unique_slug
 from agents.tools.base import ToolError, check_host_allowed, host_pattern_problems, validate_schema
 from agents.tools.builtin import BUILTINS, effective_risk
 from controlplane import egress
-from controlplane.audit.services import audit_record, snapshot
 from controlplane.choices import Status
+from controlplane.entities import Entity
 
-TOOL_FIELDS = [
-    "slug",
-    "name",
-    "description",
-    "kind",
-    "builtin",
-    "config",
-    "url",
-    "method",
-    "headers",
-    "allowed_hosts",
-    "mcp_tool_name",
-    "input_schema",
-    "output_schema",
-    "risk",
-    "timeout_seconds",
-    "tags",
-    "status",
-]
+TOOLS = Entity(
+    Tool,
+    "tool",
+    fields=(
+        "slug",
+        "name",
+        "description",
+        "kind",
+        "builtin",
+        "config",
+        "url",
+        "method",
+        "headers",
+        "allowed_hosts",
+        "mcp_tool_name",
+        "input_schema",
+        "output_schema",
+        "risk",
+        "timeout_seconds",
+        "tags",
+        "status",
+    ),
+    clean_exclude=("secret_headers", "mcp_server"),
+    keep_when_none=("secret_headers",),
+)
+GRANTS = Entity(ToolGrant, "tool_grant", fields=())
 
 
 def _check_tool(tool: Tool) -> None:
@@ -80,7 +86,7 @@ def _check_tool(tool: Tool) -> None:
         errors["mcp_server"] = ["MCP tools are registered by discovering their server."]
     if errors:
         raise ValidationError(errors)
-    full_clean(tool, exclude=["secret_headers", "mcp_server"])
+    TOOLS.clean(tool)
 
 
 def _check_builtin_risk(tool: Tool) -> None:
@@ -110,10 +116,14 @@ def _apply_builtin_defaults(tool: Tool) -> None:
         tool.description = spec.description
 
 
+def _check_tool_and_risk(tool: Tool) -> None:
+    _check_tool(tool)
+    _check_builtin_risk(tool)
+
+
 @transaction.atomic
 def tool_create(*, tenant: Any, slug: str, name: str, kind: str, **fields: Any) -> Tool:
     """Register a built-in or HTTP tool (MCP tools come from discovery)."""
-    unique_slug(Tool, tenant, slug)
     if kind == ToolKind.MCP:
         raise ValidationError(
             {
@@ -126,46 +136,32 @@ def tool_create(*, tenant: Any, slug: str, name: str, kind: str, **fields: Any) 
         _apply_builtin_defaults(tool)
         if tool.builtin in BUILTINS and "risk" not in fields:
             tool.risk = BUILTINS[tool.builtin].risk
-    _check_tool(tool)
-    _check_builtin_risk(tool)
-    tool.save()
-    audit_record(
-        action="tool.create",
-        target=tool,
-        tenant=tenant,
-        after=snapshot(tool, TOOL_FIELDS),
+    return TOOLS.create(
+        tool,
+        check=_check_tool_and_risk,
         metadata={"secret_headers": sorted(tool.secret_headers or {})},
     )
-    return tool
+
+
+def _refuse_kind_change(tool: Tool, changes: dict[str, Any]) -> None:
+    if "kind" in changes and changes["kind"] != tool.kind:
+        raise ValidationError({"kind": "A tool's kind cannot change; register a new tool."})
+    if "risk" not in changes:  # a new built-in brings its floor with it
+        builtin = changes.get("builtin", tool.builtin)
+        changes["risk"] = effective_risk(kind=tool.kind, builtin=builtin, risk=tool.risk)
 
 
 @transaction.atomic
 def tool_update(*, tool: Tool, **changes: Any) -> Tool:
     """Edit a tool; ``secret_headers=None`` keeps the stored secret headers."""
-    tool = Tool.objects.select_for_update().get(pk=tool.pk)
-    before = snapshot(tool, TOOL_FIELDS)
-    for field, value in changes.items():
-        if field == "secret_headers" and value is None:
-            continue
-        if field == "kind" and value != tool.kind:
-            raise ValidationError({"kind": "A tool's kind cannot change; register a new tool."})
-        if field == "slug" and value != tool.slug:
-            unique_slug(Tool, tool.tenant, value, exclude_pk=tool.pk)
-        setattr(tool, field, value)
-    if "risk" not in changes:  # a new built-in brings its floor with it
-        tool.risk = effective_risk(kind=tool.kind, builtin=tool.builtin, risk=tool.risk)
-    _check_tool(tool)
-    _check_builtin_risk(tool)
-    tool.save()
-    audit_record(
-        action="tool.update",
-        target=tool,
-        tenant=tool.tenant,
-        before=before,
-        after=snapshot(tool, TOOL_FIELDS),
-        metadata={"secret_headers": "changed"} if changes.get("secret_headers") is not None else {},
+    secrets_changed = changes.get("secret_headers") is not None
+    return TOOLS.update(
+        tool,
+        changes,
+        prepare=_refuse_kind_change,
+        check=_check_tool_and_risk,
+        metadata={"secret_headers": "changed"} if secrets_changed else {},
     )
-    return tool
 
 
 # Grants ------------------------------------------------------------------------------------
@@ -184,10 +180,9 @@ def tool_grant_create(*, tool: Tool, agent: Agent | None = None, agent_tag: str 
     grant = ToolGrant.objects.create(
         tenant=tool.tenant, tool=tool, agent=agent, agent_tag=agent_tag
     )
-    audit_record(
-        action="tool_grant.create",
-        target=grant,
-        tenant=tool.tenant,
+    GRANTS.record(
+        "create",
+        grant,
         after={
             "tool": tool.slug,
             "agent": agent.slug if agent else None,
@@ -199,17 +194,15 @@ def tool_grant_create(*, tool: Tool, agent: Agent | None = None, agent_tag: str 
 
 @transaction.atomic
 def tool_grant_delete(*, grant: ToolGrant) -> None:
-    audit_record(
-        action="tool_grant.delete",
-        target=grant,
-        tenant=grant.tenant,
+    """Withdraw a grant; audited with what it granted to whom."""
+    GRANTS.delete(
+        grant,
         before={
             "tool": grant.tool.slug,
             "agent": grant.agent.slug if grant.agent_id else None,
             "agent_tag": grant.agent_tag or None,
         },
     )
-    grant.delete()
 
 
 def granted_tools(agent: Agent) -> list[Tool]:

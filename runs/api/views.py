@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from agents.models import Agent
 from controlplane.api.base import TenantScopedViewMixin, TenantViewSet
 from controlplane.rbac.denials import record_denial
-from runs import memory, services
+from runs import memory, services, workflow_services
 from runs.api.serializers import (
     AgentMemoryRemovedSerializer,
     AgentMemorySerializer,
@@ -67,7 +67,7 @@ class WorkflowViewSet(TenantViewSet):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.workflow_create(
+        serializer.instance = workflow_services.workflow_create(
             tenant=self.tenant,
             slug=data["slug"],
             name=data["name"],
@@ -83,7 +83,7 @@ class WorkflowViewSet(TenantViewSet):
         workflow = self.get_object()
         serializer = WorkflowUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        workflow = services.workflow_update(workflow=workflow, **serializer.validated_data)
+        workflow = workflow_services.workflow_update(workflow=workflow, **serializer.validated_data)
         return Response(WorkflowSerializer(workflow).data)
 
     @extend_schema(request=WorkflowPublishSerializer, responses={201: WorkflowVersionSerializer})
@@ -93,7 +93,7 @@ class WorkflowViewSet(TenantViewSet):
         workflow = self.get_object()
         serializer = WorkflowPublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = services.workflow_publish(
+        version = workflow_services.workflow_publish(
             workflow=workflow, created_by=request.user, **serializer.validated_data
         )
         return Response(WorkflowVersionSerializer(version).data, status=status.HTTP_201_CREATED)

@@ -11,7 +11,7 @@ from django.db import transaction
 from playwright.sync_api import expect
 
 from controlplane import context
-from runs import services
+from runs import services, workflow_services
 from runs.events import emit
 from runs.models import Run
 from tests.agents.registry_factories import make_tool
@@ -28,7 +28,7 @@ LIVE = "Live: new events appear as they happen."
 def _workflow(tenant, steps: int = 3):
     make_tool(tenant, slug="calc")
     with context.system_context("tests", tenant=tenant):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=tenant,
             slug="sums",
             name="Sums",

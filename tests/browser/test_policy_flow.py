@@ -31,6 +31,7 @@ from playwright.sync_api import expect
 from controlplane import context
 from policies.models import Policy, PolicyDecision
 from runs import services as run_services
+from runs import workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.models import Run, Workflow
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
@@ -161,7 +162,7 @@ def refunds(live_url, world, start_celery_worker):
         ],
     }
     with context.system_context("tests", tenant=acme):
-        workflow = run_services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=acme, slug="refunds", name="Refunds", definition=definition
         )
     start_celery_worker()

@@ -214,9 +214,9 @@ def _workflow_detail_add(world, state, i):
     """One more version and one more recent run."""
     workflow = state["workflow"]
     with as_system(world.acme):
-        from runs import services as run_services
+        from runs import workflow_services
 
-        run_services.workflow_publish(
+        workflow_services.workflow_publish(
             workflow=workflow,
             definition=workflow.current_version.definition,
             note=f"note {row(i)}",

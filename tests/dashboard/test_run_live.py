@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from controlplane import context
-from runs import services
+from runs import services, workflow_services
 from runs.execution import progress
 from runs.models import Run
 from tests.agents.registry_factories import make_tool
@@ -25,7 +25,7 @@ def run(world) -> Run:
         context.system_context("tests", tenant=world.acme),
         mock.patch.object(progress, "dispatch"),
     ):
-        workflow = services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=world.acme,
             slug="sums",
             name="Sums",

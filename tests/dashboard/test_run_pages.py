@@ -27,7 +27,7 @@ from django.utils import timezone
 from controlplane import context
 from controlplane.rbac.access import resolve_access
 from controlplane.tenancy.choices import Role
-from runs import services
+from runs import services, workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.approvals.services import approval_create, approval_decide
 from runs.choices import RunStatus, StepStatus
@@ -101,7 +101,7 @@ def definition(approvers: str = "admin", **extra: Any) -> dict[str, Any]:
 
 def make_workflow(tenant, slug: str = "refunds", **fields) -> Workflow:
     with context.system_context("tests", tenant=tenant):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=tenant,
             slug=slug,
             name=fields.pop("name", "Refunds"),
@@ -572,7 +572,7 @@ class TestWorkflowList:
         make_workflow(world.acme, slug="refunds", description="Money back")
         other = make_workflow(world.acme, slug="onboarding", name="Onboarding", description="")
         with context.system_context("tests", tenant=world.acme):
-            services.workflow_update(workflow=other, status="disabled")
+            workflow_services.workflow_update(workflow=other, status="disabled")
         client = client_for(world.bob)
 
         def slugs(**params):
@@ -592,7 +592,7 @@ class TestWorkflowList:
         make_workflow(world.acme, slug="refunds")
         other = make_workflow(world.acme, slug="onboarding")
         with context.system_context("tests", tenant=world.acme):
-            services.workflow_update(workflow=other, status="disabled")
+            workflow_services.workflow_update(workflow=other, status="disabled")
         body = text(client_for(world.oscar).get(self.url))
         assert 'href="/t/acme/workflows/refunds/start/">Start a run</a>' in body
         assert "/t/acme/workflows/onboarding/start/" not in body

@@ -15,6 +15,7 @@ from policies import services
 from policies.decision import PolicyRequest, decide, load_policy_set
 from policies.models import Policy, PolicyDecision, PolicyVersion
 from runs import services as run_services
+from runs import workflow_services
 from runs.approvals import services as approval_services
 from runs.approvals.models import ApprovalRequest, ApprovalVote
 from runs.execution import progress
@@ -71,7 +72,7 @@ def make_run(tenant):
         workflow = Workflow.objects.for_tenant(tenant).filter(slug="wf").first()
         if workflow is None:
             make_tool(tenant, slug="calc")
-            workflow = run_services.workflow_create(
+            workflow = workflow_services.workflow_create(
                 tenant=tenant, slug="wf", name="WF", definition=WORKFLOW
             )
         run, _ = run_services.run_start(tenant=tenant, workflow=workflow, input={})

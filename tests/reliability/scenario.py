@@ -10,7 +10,7 @@ from typing import Any
 from agents.models import Ticket
 from agents.services.tools import tool_create
 from controlplane import context
-from runs import services
+from runs import services, workflow_services
 from runs.choices import TERMINAL_RUN_STATUSES
 from runs.models import Run, RunEvent, StepRun
 from tests.agents.registry_factories import make_tool
@@ -86,7 +86,7 @@ def ledger_definition(count: int = 5, retry_attempts: int = 3) -> dict[str, Any]
 
 def make_workflow(world, slug: str, definition: dict[str, Any]):
     with context.system_context("tests", tenant=world.acme):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=world.acme, slug=slug, name=slug, definition=definition
         )
 

@@ -18,7 +18,7 @@ from controlplane import context
 from controlplane.asgi import application
 from controlplane.realtime import events as realtime_events
 from controlplane.realtime.groups import run_group
-from runs import services
+from runs import services, workflow_services
 from runs.choices import RunStatus
 from runs.events import emit
 from runs.execution import progress
@@ -44,7 +44,7 @@ def _no_broker():
 def _run(tenant) -> Run:
     make_tool(tenant, slug="calc")
     with context.system_context("tests", tenant=tenant):
-        workflow = services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=tenant, slug="wf", name="WF", definition=DEFINITION
         )
         run, _ = services.run_start(tenant=tenant, workflow=workflow, input={})

@@ -7,7 +7,7 @@ import pytest
 from agents.models import Ticket, Tool
 from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
-from runs import services
+from runs import services, workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.approvals.services import approval_decide
 from runs.models import Run, RunEvent, StepRun
@@ -42,7 +42,7 @@ def _agent(tenant, slug, prompt="You help.", **config):
 
 def _workflow(world, slug, steps, **extra):
     with context.system_context("tests", tenant=world.acme):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=world.acme,
             slug=slug,
             name=slug,

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 
 from controlplane import context
 from controlplane.realtime.groups import run_group, tenant_group
-from runs import services
+from runs import services, workflow_services
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_tool
 from tests.runs.conftest import wait_for_run
@@ -31,7 +31,7 @@ def test_events_are_published_to_run_and_tenant_groups(world, worker):
     with context.tenant_context(world.acme):
         make_tool(world.acme, slug="calc")
     with context.system_context("tests", tenant=world.acme):
-        workflow = services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=world.acme,
             slug="live",
             name="live",

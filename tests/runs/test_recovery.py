@@ -14,7 +14,7 @@ from agents.models import Ticket, Tool
 from agents.services.tools import tool_create, tool_grant_create
 from controlplane import context
 from controlplane.celery import app
-from runs import services
+from runs import services, workflow_services
 from runs.execution import claim, progress, sweeper
 from runs.models import RunEvent, StepRun
 from tests.agents.registry_factories import make_agent, make_provider, make_tool
@@ -32,7 +32,7 @@ def loopback():
 
 def _workflow(world, slug, steps):
     with context.system_context("tests", tenant=world.acme):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=world.acme,
             slug=slug,
             name=slug,

@@ -8,7 +8,7 @@ import pytest
 
 from controlplane import context
 from controlplane.tenancy.choices import Role
-from runs import services
+from runs import services, workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.approvals.services import approval_create
 from runs.execution import progress
@@ -40,7 +40,7 @@ def _no_broker():
 def _workflow(tenant, slug=None):
     make_tool(tenant, slug="calc")
     with context.system_context("tests", tenant=tenant):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=tenant, slug=slug or "wf", name="WF", definition=DEFINITION
         )
 

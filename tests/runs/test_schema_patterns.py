@@ -12,7 +12,7 @@ from jsonschema.exceptions import SchemaError
 
 from agents.tools.base import validate_schema, validation_errors
 from controlplane import context
-from runs import services
+from runs import services, workflow_services
 from runs.engine.patterns import MAX_MATCH_TEXT, schema_pattern_problems
 from runs.engine.validation import validate_definition
 from runs.models import Workflow, WorkflowVersion
@@ -96,7 +96,7 @@ def test_workflow_input_schemas_refuse_unsupported_patterns_at_save():
 
 def test_a_stored_schema_with_a_pattern_re2_refuses_is_a_clear_input_error(world):
     with context.system_context("tests", tenant=world.acme):
-        workflow = services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=world.acme,
             slug="legacy",
             name="legacy",

@@ -18,7 +18,7 @@ import pytest
 from agents.tools.builtin import BUILTINS
 from controlplane import context
 from controlplane.celery import app
-from runs import services
+from runs import services, workflow_services
 from runs.execution import sweeper
 from runs.models import RunEvent, StepRun
 from tests.agents.registry_factories import make_tool
@@ -38,7 +38,7 @@ def _wait(predicate, what, timeout=60.0):
 
 def _workflow(world, slug, step):
     with context.system_context("tests", tenant=world.acme):
-        return services.workflow_create(
+        return workflow_services.workflow_create(
             tenant=world.acme,
             slug=slug,
             name=slug,

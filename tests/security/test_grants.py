@@ -29,7 +29,7 @@ from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Membership
 from policies import services as policy_services
 from policies.models import Policy
-from runs import services as run_services
+from runs import workflow_services
 from runs.approvals.models import ApprovalRequest
 from runs.execution import progress
 from runs.models import Run
@@ -97,7 +97,7 @@ def test_objects_deleted_without_a_service_lose_their_grants_too(world, objects)
     approval = _get(ApprovalRequest, world.acme, pk=objects.keys("approval", world.acme)["pk"])
     run = _get(Run, world.acme, pk=approval.run_id)
     with context.system_context("tests", tenant=world.acme):
-        workflow = run_services.workflow_create(
+        workflow = workflow_services.workflow_create(
             tenant=world.acme, slug="unused", name="Unused", definition=WORKFLOW_DEFINITION
         )
     grant_object_perm(user=world.bob, perm="agents.use_agent", obj=agent)
