@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from controlplane.dashboard.forms import DashboardForm, JSONTextField, slug_field
+from controlplane.dashboard.forms import DashboardForm, JSONTextField, NamedForm, note_field
 from policies.choices import PolicyMode
 
 # policies ----------------------------------------------------------------------------------
@@ -38,9 +38,7 @@ class PolicyDefinitionErrors:
         DashboardForm.add_service_errors(self, exc)
 
 
-class PolicyCreateForm(PolicyDefinitionErrors, DashboardForm):
-    slug = slug_field()
-    name = forms.CharField(max_length=200)
+class PolicyCreateForm(PolicyDefinitionErrors, NamedForm):
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000
     )
@@ -52,9 +50,7 @@ class PolicyCreateForm(PolicyDefinitionErrors, DashboardForm):
         "done, but never change a call's outcome.",
     )
     definition = JSONTextField(expect=dict, rows=18, help_text=DEFINITION_HELP)
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What the first version is, e.g. “first draft”."
-    )
+    note = note_field()
     activate = forms.BooleanField(
         required=False,
         initial=False,
@@ -77,9 +73,7 @@ class PolicyVersionForm(PolicyDefinitionErrors, DashboardForm):
         label="Definition",
         help_text="The new version's definition. " + DEFINITION_HELP.split(". ", 1)[1],
     )
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What changed, e.g. “refunds over 100 wait”."
-    )
+    note = note_field("What changed, e.g. “refunds over 100 wait”.")
 
 
 class PolicyVersionChoiceForm(DashboardForm):

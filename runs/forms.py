@@ -23,7 +23,13 @@ from typing import Any
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-from controlplane.dashboard.forms import DashboardForm, JSONTextField, slug_field, tags_field
+from controlplane.dashboard.forms import (
+    DashboardForm,
+    JSONTextField,
+    NamedForm,
+    note_field,
+    tags_field,
+)
 
 SIMPLE_TYPES = ("string", "number", "integer", "boolean")
 JSON_FIELD = "json"  # the one field of a schema given as JSON
@@ -308,15 +314,10 @@ DEFINITION_HELP = (
 )
 
 
-class WorkflowCreateForm(DashboardForm):
-    slug = slug_field()
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+class WorkflowCreateForm(NamedForm):
     tags = tags_field()
     definition = JSONTextField(expect=dict, rows=20, help_text=DEFINITION_HELP)
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What the first version is, e.g. “first draft”."
-    )
+    note = note_field()
 
 
 class WorkflowPublishForm(DashboardForm):
@@ -325,9 +326,7 @@ class WorkflowPublishForm(DashboardForm):
         rows=20,
         help_text="The new version's definition (JSON). " + DEFINITION_HELP.split(". ", 1)[1],
     )
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What changed, e.g. “refunds need approval”."
-    )
+    note = note_field("What changed, e.g. “refunds need approval”.")
 
 
 def definition_example(agent_slug: str | None) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from controlplane.choices import Status
 from controlplane.dashboard.forms import (
     DashboardForm,
     JSONTextField,
-    slug_field,
+    NamedForm,
+    note_field,
     tags_field,
 )
 
@@ -64,16 +65,13 @@ CONFIG_HELP = (
 )
 
 
-class AgentCreateForm(DashboardForm):
+class AgentCreateForm(NamedForm):
+    field_order = ["kind"]
+
     kind = forms.ChoiceField(choices=AgentKind.choices, initial=AgentKind.LLM)
-    slug = slug_field()
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     tags = tags_field()
     config = JSONTextField(expect=dict, rows=14, label="Configuration", help_text=CONFIG_HELP)
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What the first version is, e.g. “first draft”."
-    )
+    note = note_field()
 
 
 class AgentEditForm(DashboardForm):
@@ -89,9 +87,7 @@ class AgentPublishForm(DashboardForm):
         label="Configuration",
         help_text="The new version's configuration (JSON). Today's tool grants are pinned too.",
     )
-    note = forms.CharField(
-        max_length=300, required=False, help_text="What changed, e.g. “cooler temperature”."
-    )
+    note = note_field("What changed, e.g. “cooler temperature”.")
 
 
 class AgentRollbackForm(DashboardForm):

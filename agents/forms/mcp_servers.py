@@ -7,18 +7,16 @@ from django import forms
 from agents.choices import McpTransport
 from controlplane.dashboard.forms import (
     SLUG_HELP,
-    DashboardForm,
     ListTextField,
+    NamedForm,
     slug_field,
     tags_field,
     write_only_json,
 )
 
 
-class McpServerForm(DashboardForm):
+class McpServerForm(NamedForm):
     slug = slug_field(help_text=SLUG_HELP + " Its tools are named <slug>-<tool>.")
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     transport = forms.ChoiceField(
         choices=McpTransport.choices, widget=forms.RadioSelect, initial=McpTransport.HTTP
     )

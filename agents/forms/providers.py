@@ -8,10 +8,10 @@ from django import forms
 
 from agents.choices import ProviderKind
 from controlplane.dashboard.forms import (
-    DashboardForm,
     JSONTextField,
-    slug_field,
+    NamedForm,
     tags_field,
+    write_only_text,
 )
 
 MODELS_HELP = (
@@ -20,10 +20,7 @@ MODELS_HELP = (
 )
 
 
-class ProviderForm(DashboardForm):
-    slug = slug_field()
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+class ProviderForm(NamedForm):
     kind = forms.ChoiceField(choices=ProviderKind.choices)
     base_url = forms.URLField(
         max_length=500,
@@ -32,12 +29,10 @@ class ProviderForm(DashboardForm):
         label="Base URL",
         help_text="OpenAI-compatible only; blank means https://api.openai.com/v1.",
     )
-    api_key = forms.CharField(
+    api_key = write_only_text(
         max_length=5000,
         required=False,
-        strip=False,
         label="API key",
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Write-only: stored encrypted and never shown again.",
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
@@ -51,10 +46,20 @@ class ProviderForm(DashboardForm):
         expect=list, required=False, blank_value=[], rows=6, help_text=MODELS_HELP
     )
     timeout_seconds = forms.IntegerField(min_value=1, max_value=900, initial=60)
+    max_concurrency = forms.IntegerField(
+        min_value=1,
+        max_value=10000,
+        initial=100,
+        required=False,
+        label="Most requests at once",
+        help_text="Across every worker; more wait for a slot. Blank keeps the current value "
+        "(100 for a new provider).",
+    )
     tags = tags_field()
 
     def __init__(self, *args, creating: bool, has_key: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.creating = creating
         if creating:
             del self.fields["clear_api_key"]
         elif has_key:
@@ -65,10 +70,12 @@ class ProviderForm(DashboardForm):
             self.fields["api_key"].help_text = "No key is stored. Write-only once saved."
             del self.fields["clear_api_key"]
 
-    def service_fields(self, *, creating: bool) -> dict[str, Any]:
+    def service_fields(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)
         clear = data.pop("clear_api_key", False)
-        if not creating:
+        if data.get("max_concurrency") is None:
+            data.pop("max_concurrency", None)
+        if not self.creating:
             # None keeps the stored key; "" clears it
             data["api_key"] = "" if clear else (data["api_key"] or None)
         return data

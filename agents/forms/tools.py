@@ -14,7 +14,7 @@ from controlplane.dashboard.forms import (
     DashboardForm,
     JSONTextField,
     ListTextField,
-    slug_field,
+    NamedForm,
     tags_field,
     write_only_json,
 )
@@ -75,7 +75,7 @@ TOOL_FIELDS_BY_KIND: dict[str, tuple[str, ...]] = {
 }
 
 
-class ToolForm(DashboardForm):
+class ToolForm(NamedForm):
     """A built-in or HTTP tool (create and edit); an MCP tool's name, risk and limits (edit)."""
 
     COMMON: ClassVar[tuple[str, ...]] = (
@@ -87,9 +87,6 @@ class ToolForm(DashboardForm):
         "tags",
     )
 
-    slug = slug_field()
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     builtin = forms.ChoiceField(label="Built-in function")
     url = forms.CharField(
         max_length=1000,

@@ -2,105 +2,84 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import redirect
 
 from agents.choices import ProviderKind
-from agents.filtersets import (
-    ProviderFilterSet,
-)
+from agents.filtersets import ProviderFilterSet
 from agents.forms.providers import ProviderForm
-from agents.models import (
-    ProviderConnection,
-)
+from agents.models import ProviderConnection
+from agents.providers import slots
 from agents.providers.base import get_adapter
 from agents.services.providers import provider_create, provider_record_test, provider_update
-from controlplane.dashboard.pages import (
-    FormPage,
-    ObjectFormPage,
-    TenantListPage,
-    TenantObjectPage,
+from controlplane.dashboard.entity_pages import (
+    EntityCreatePage,
+    EntityDetailPage,
+    EntityEditPage,
+    EntityListPage,
+    EntityPages,
+)
+from controlplane.dashboard.pages import operation
+
+PROVIDER_PAGES = EntityPages(
+    model=ProviderConnection,
+    nav_section="providers",
+    noun="Provider",
+    plural="providers",
+    url_name="provider",
+    object_kwarg="provider",
+    create=provider_create,
+    update=provider_update,
 )
 
 
-class ProviderListPage(TenantListPage):
+class ProviderListPage(EntityListPage):
+    entity = PROVIDER_PAGES
     template_name = "agents/provider_list.html"
-    permission_required = "agents.view_providerconnection"
-    nav_section = "providers"
-    model = ProviderConnection
     filterset_class = ProviderFilterSet
-    add_permission = "agents.add_providerconnection"
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        data["has_any"] = data["filtered"] or ProviderConnection.objects.exists()
-        return data
 
 
-class ProviderCreatePage(FormPage):
+class ProviderCreatePage(EntityCreatePage):
+    entity = PROVIDER_PAGES
     template_name = "agents/provider_form.html"
-    permission_required = "agents.add_providerconnection"
-    post_permission_required = "agents.add_providerconnection"
-    nav_section = "providers"
+    form_class = ProviderForm
+    success_message = "{label} registered. Test the connection next."
 
-    def get_form(self, data=None):
-        return ProviderForm(
-            data,
-            creating=True,
-            initial={
-                "kind": ProviderKind.SIMULATED,
-                "models": [{"name": "sim-1", "input_per_mtok": 0, "output_per_mtok": 0}],
-            },
-        )
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        data["creating"] = True
-        return data
-
-    def save(self, form):
-        data = form.service_fields(creating=True)
-        provider = provider_create(
-            tenant=self.tenant,
-            slug=data.pop("slug"),
-            name=data.pop("name"),
-            kind=data.pop("kind"),
-            **data,
-        )
-        messages.success(
-            self.request, f"Provider “{provider.slug}” registered. Test the connection next."
-        )
-        return redirect(self.url("provider-detail", slug=provider.slug))
+    def get_form_kwargs(self) -> dict[str, Any]:
+        models = [{"name": "sim-1", "input_per_mtok": 0, "output_per_mtok": 0}]
+        return {"creating": True, "initial": {"kind": ProviderKind.SIMULATED, "models": models}}
 
 
-class ProviderDetailPage(TenantObjectPage):
+def _slots_in_use(provider: ProviderConnection) -> int | None:
+    """Slots held now across every worker; None when Redis cannot be reached to count them."""
+    try:
+        return slots.in_use(provider.pk)
+    except slots.ProviderSlotsUnavailable:
+        return None
+
+
+class ProviderDetailPage(EntityDetailPage):
+    entity = PROVIDER_PAGES
     template_name = "agents/provider_detail.html"
-    permission_required = "agents.view_providerconnection"
-    post_permission_required = "agents.change_providerconnection"
-    nav_section = "providers"
-    model = ProviderConnection
+    context_object_name = "provider"
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         provider = self.object
         data.update(
-            provider=provider,
             simulated=provider.kind == ProviderKind.SIMULATED,
             has_key=bool(provider.api_key),
+            slots_in_use=_slots_in_use(provider),
             check=kwargs.get("check"),
         )
         return data
 
-    def post(self, request, *args, **kwargs):
-        op = request.POST.get("op", "")
-        provider = self.object
-        if op in ("disable", "enable"):
-            return self.set_status(
-                provider_update, f"Provider “{provider.slug}”", provider=provider
-            )
-        if op != "test":
-            messages.error(request, "Unknown action.")
-            return redirect(request.path)
+    @operation("test")
+    def test(self, provider: ProviderConnection) -> HttpResponse:
+        request = self.request
         check = get_adapter(provider).test_connection()
         provider = provider_record_test(
             provider=provider, ok=check.ok, message=check.message, latency_ms=check.latency_ms
@@ -123,39 +102,11 @@ class ProviderDetailPage(TenantObjectPage):
         return redirect(f"{request.path}#connection-test")
 
 
-class ProviderEditPage(ObjectFormPage):
+class ProviderEditPage(EntityEditPage):
+    entity = PROVIDER_PAGES
     template_name = "agents/provider_form.html"
-    permission_required = "agents.change_providerconnection"
-    post_permission_required = "agents.change_providerconnection"
-    nav_section = "providers"
-    model = ProviderConnection
+    form_class = ProviderForm
+    context_object_name = "provider"
 
-    def get_form(self, data=None):
-        provider = self.object
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "kind",
-            "base_url",
-            "api_key_env",
-            "models",
-            "timeout_seconds",
-            "tags",
-        ]
-        return ProviderForm(
-            data,
-            creating=False,
-            has_key=bool(provider.api_key),
-            initial={name: getattr(provider, name) for name in fields},
-        )
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        data.update(creating=False, provider=self.object)
-        return data
-
-    def save(self, form):
-        provider = provider_update(provider=self.object, **form.service_fields(creating=False))
-        messages.success(self.request, f"Provider “{provider.slug}” saved.")
-        return redirect(self.url("provider-detail", slug=provider.slug))
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {"creating": False, "has_key": bool(self.object.api_key)}

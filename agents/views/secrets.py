@@ -2,70 +2,59 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.core.exceptions import ValidationError
-from django.shortcuts import redirect
+from typing import Any
 
-from agents.filtersets import (
-    SecretFilterSet,
-)
+from django.http import HttpResponse
+
+from agents.filtersets import SecretFilterSet
 from agents.forms.secrets import SecretCreateForm, SecretUpdateForm
-from agents.models import (
-    Secret,
-)
+from agents.models import Secret
 from agents.services.secrets import secret_create, secret_delete, secret_update
-from controlplane.dashboard.pages import (
-    TenantListPage,
-    TenantObjectPage,
+from controlplane.dashboard.entity_pages import EntityListPage, EntityObjectPage, EntityPages
+
+SECRET_PAGES = EntityPages(
+    model=Secret,
+    nav_section="secrets",
+    noun="Secret",
+    plural="secrets",
+    url_name="secret",
+    name_field="name",
+    lookup_field="name",
+    object_kwarg="secret",
 )
 
 
-class SecretListPage(TenantListPage):
+class SecretListPage(EntityListPage):
     """Secret names and descriptions, and the form to add one; values are never shown."""
 
+    entity = SECRET_PAGES
+    actions = ("view", "add")
     template_name = "agents/secret_list.html"
-    permission_required = "agents.view_secret"
-    post_permission_required = "agents.add_secret"
-    nav_section = "secrets"
-    model = Secret
     filterset_class = SecretFilterSet
-    add_permission = "agents.add_secret"
-
-    def get_queryset(self):
-        return Secret.objects.order_by("name")
+    ordering = ("name",)
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         data["form"] = kwargs.get("form") or SecretCreateForm()
-        data["has_any"] = data["filtered"] or Secret.objects.exists()
         return data
 
     def post(self, request, *args, **kwargs):
-        form = SecretCreateForm(request.POST)
-        if not form.is_valid():
-            return self.invalid(form=form)
-        try:
-            secret = secret_create(tenant=self.tenant, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-            return self.invalid(form=form)
-        messages.success(request, f"Secret “{secret.name}” stored. Its value is not shown again.")
-        return redirect(request.path)
+        def create(data: dict[str, Any]) -> HttpResponse:
+            secret = secret_create(tenant=self.tenant, **data)
+            return self.done(f"Secret “{secret.name}” stored. Its value is not shown again.")
+
+        return self.submit(SecretCreateForm(request.POST), create, as_="form")
 
 
-class SecretDetailPage(TenantObjectPage):
+class SecretDetailPage(EntityObjectPage):
+    entity = SECRET_PAGES
     template_name = "agents/secret_detail.html"
-    permission_required = "agents.view_secret"
-    post_permission_required = "agents.change_secret"
-    nav_section = "secrets"
-    model = Secret
-    lookup_field = "name"
+    context_object_name = "secret"
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
-        data["secret"] = self.object
         data["form"] = kwargs.get("form") or SecretUpdateForm(
-            initial={"description": self.object.description}
+            initial=SecretUpdateForm.initial_for(self.object)
         )
         data["can_delete"] = self.can("agents.delete_secret")
         return data
@@ -75,20 +64,12 @@ class SecretDetailPage(TenantObjectPage):
         if request.POST.get("op") == "delete":
             self.require("agents.delete_secret")
             secret_delete(secret=secret)
-            messages.success(request, f"Secret “{secret.name}” deleted.")
-            return redirect(self.url("secrets"))
-        form = SecretUpdateForm(request.POST)
-        if not form.is_valid():
-            return self.invalid(form=form)
-        try:
-            secret_update(
-                secret=secret,
-                value=form.cleaned_data["value"] or None,
-                description=form.cleaned_data["description"],
-            )
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-            return self.invalid(form=form)
-        changed = "value and description" if form.cleaned_data["value"] else "description"
-        messages.success(request, f"Secret “{secret.name}”: {changed} saved.")
-        return redirect(request.path)
+            return self.done(f"Secret “{secret.name}” deleted.", to=self.url("secrets"))
+
+        def update(data: dict[str, Any]) -> HttpResponse:
+            value = data["value"] or None
+            secret_update(secret=secret, value=value, description=data["description"])
+            changed = "value and description" if value else "description"
+            return self.done(f"Secret “{secret.name}”: {changed} saved.")
+
+        return self.submit(SecretUpdateForm(request.POST), update, as_="form")

@@ -172,6 +172,29 @@ def slug_field(**kwargs) -> forms.CharField:
     return forms.CharField(max_length=50, validators=[slug_validator], **kwargs)
 
 
+FIRST_VERSION_NOTE = "What the first version is, e.g. “first draft”."
+
+
+def note_field(help_text: str = FIRST_VERSION_NOTE) -> forms.CharField:
+    """A version's note (what it is, what changed)."""
+    return forms.CharField(max_length=300, required=False, help_text=help_text)
+
+
+def write_only_text(*, max_length: int, **kwargs: Any) -> forms.CharField:
+    """A secret typed once (an API key, a secret's value): never rendered back, kept as typed."""
+    return forms.CharField(
+        max_length=max_length,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        **kwargs,
+    )
+
+
+def is_write_only(field: forms.Field) -> bool:
+    """A field whose widget never renders a value: a page never starts it from a stored one."""
+    return isinstance(field.widget, forms.PasswordInput | WriteOnlyTextarea)
+
+
 def write_only_json(help_text: str) -> JSONTextField:
     return JSONTextField(
         required=False,
@@ -198,6 +221,19 @@ class DashboardForm(forms.Form):
     def full_clean(self):
         super().full_clean()
         self._mark_invalid()
+
+    @classmethod
+    def initial_for(cls, obj: Any) -> dict[str, Any]:
+        """``obj``'s values of this form's fields, to edit it (write-only fields left blank)."""
+        return {
+            name: getattr(obj, name)
+            for name, field in cls.base_fields.items()
+            if not is_write_only(field) and hasattr(obj, name)
+        }
+
+    def service_fields(self) -> dict[str, Any]:
+        """The cleaned data as the create or update service takes it."""
+        return dict(self.cleaned_data)
 
     @property
     def has_field_errors(self) -> bool:
@@ -227,6 +263,14 @@ class DashboardForm(forms.Form):
             else:
                 self.add_error(None, [f"{key.replace('_', ' ')}: {m}" for m in messages])
         self._mark_invalid()
+
+
+class NamedForm(DashboardForm):
+    """The first fields of a registry entry: its slug, name and description."""
+
+    slug = slug_field()
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class VersionDiffForm(forms.Form):

@@ -84,6 +84,32 @@ class TenantPage(TenantPageMixin, TemplateView):
     def url(self, name: str, **kwargs: Any) -> str:
         return reverse(f"dashboard:{name}", kwargs={"tenant": self.tenant.slug, **kwargs})
 
+    def submit(self, form: Any, act: Callable[[dict[str, Any]], HttpResponse], *, as_: str):
+        """``act(cleaned data)`` when ``form`` is valid; otherwise, or when the service it
+        calls raises ``ValidationError``, the page again (400) with the errors in place,
+        the form in the context as ``as_``."""
+        if not form.is_valid():
+            return self.invalid(**{as_: form})
+        try:
+            return act(form.cleaned_data)
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+            return self.invalid(**{as_: form})
+
+    def refuse(self, text: str, anchor: str = "", *, to: str = "") -> HttpResponse:
+        """Back to this page, at ``#anchor`` (or on to ``to``), with ``text`` as an error."""
+        messages.error(self.request, text)
+        return self.back(anchor, to)
+
+    def done(self, text: str, anchor: str = "", *, to: str = "") -> HttpResponse:
+        """Back to this page, at ``#anchor`` (or on to ``to``), with ``text`` as a success."""
+        messages.success(self.request, text)
+        return self.back(anchor, to)
+
+    def back(self, anchor: str = "", to: str = "") -> HttpResponse:
+        url = to or self.request.path
+        return redirect(f"{url}#{anchor}" if anchor else url)
+
 
 class TenantListPage(TenantPage):
     """A filtered, searchable, paginated list; GET only."""
@@ -111,7 +137,24 @@ class TenantListPage(TenantPage):
             query=query.urlencode(),
             can_add=bool(self.add_permission) and self.can(self.add_permission),
         )
+        # an empty list says "none yet" only when nothing is there at all, not when filtered
+        data["has_any"] = data["filtered"] or self.model.objects.exists()
         return data
+
+
+def versions_of(obj: Any, version_model: type, limit: int | None = None) -> list[Any]:
+    """``obj``'s versions (an agent's, a workflow's, a policy's), newest first."""
+    versions = (
+        version_model.objects.filter(**{obj._meta.model_name: obj})
+        .select_related("created_by")
+        .order_by("-number")
+    )
+    return list(versions[:limit] if limit else versions)
+
+
+def next_number(versions: list[Any]) -> int:
+    """The number the next version of newest-first ``versions`` will get."""
+    return (versions[0].number + 1) if versions else 1
 
 
 def version_diff_context(
@@ -182,8 +225,7 @@ class OperationsMixin:
     def post(self, request, *args, **kwargs):
         found = self.operations.get(request.POST.get("op", ""))
         if found is None:
-            messages.error(request, "Unknown action.")
-            return redirect(request.path)
+            return self.refuse("Unknown action.")
         if found.permission:
             self.require(found.permission)
         return getattr(self, found.handler)(self.object)
@@ -195,6 +237,7 @@ class TenantObjectPage(TenantPage):
     model: ClassVar[type]
     lookup_field: ClassVar[str] = "slug"
     object_grants: ClassVar[bool] = False  # a guardian grant on the object also counts
+    context_object_name: ClassVar[str | None] = None  # the object's name in the template too
 
     def get_queryset(self):
         return self.model.objects.all()
@@ -215,6 +258,8 @@ class TenantObjectPage(TenantPage):
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         data["object"] = self.object
+        if self.context_object_name:
+            data[self.context_object_name] = self.object
         data["can_change"] = self.can_change()
         return data
 
@@ -225,11 +270,9 @@ class TenantObjectPage(TenantPage):
         try:
             update(**target, status=status)
         except ValidationError as exc:
-            messages.error(self.request, f"{label} was not changed: {' '.join(exc.messages)}")
-            return redirect(self.request.path)
+            return self.refuse(f"{label} was not changed: {' '.join(exc.messages)}")
         verb = "disabled" if status == Status.DISABLED else "enabled again"
-        messages.success(self.request, f"{label} {verb}.")
-        return redirect(self.request.path)
+        return self.done(f"{label} {verb}.")
 
 
 class FormPage(TenantPage):
@@ -248,13 +291,7 @@ class FormPage(TenantPage):
 
     def post(self, request, *args, **kwargs):
         form = self.get_form(request.POST)
-        if not form.is_valid():
-            return self.invalid(form=form)
-        try:
-            return self.save(form)
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-            return self.invalid(form=form)
+        return self.submit(form, lambda _: self.save(form), as_="form")
 
 
 class ObjectFormPage(FormPage, TenantObjectPage):
