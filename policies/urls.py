@@ -4,16 +4,11 @@ as policy slugs."""
 
 from django.urls import path
 
+from controlplane.dashboard.entity_pages import entity_urls
 from policies import views
 
 urlpatterns = [
-    path("policies/", views.PolicyListPage.as_view(), name="policies"),
-    path("policies/new/", views.PolicyCreatePage.as_view(), name="policy-create"),
+    *entity_urls(views.PolicyListPage, views.PolicyCreatePage),
     path("policies/decisions/", views.DecisionListPage.as_view(), name="policy-decisions"),
-    path("policies/<slug:slug>/", views.PolicyDetailPage.as_view(), name="policy-detail"),
-    path(
-        "policies/<slug:slug>/simulate/",
-        views.PolicySimulatePage.as_view(),
-        name="policy-simulate",
-    ),
+    *entity_urls(views.PolicyDetailPage, views.PolicySimulatePage),
 ]

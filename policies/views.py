@@ -16,19 +16,24 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Max
 from django.http import HttpResponse
-from django.shortcuts import redirect
 
 from agents.choices import Risk
 from agents.models import Tool
 from controlplane.choices import Status
+from controlplane.dashboard.entity_pages import (
+    EntityCreatePage,
+    EntityListPage,
+    EntityObjectPage,
+    EntityPages,
+)
 from controlplane.dashboard.pages import (
-    FormPage,
     OperationsMixin,
     TenantListPage,
-    TenantObjectPage,
+    next_number,
     operation,
     pretty,
     version_diff_context,
+    versions_of,
 )
 from controlplane.rbac.grants import users_granted
 from policies import services
@@ -54,6 +59,17 @@ from policies.simulation import simulate_version
 
 APPROVE_POLICY = "policies.approve_policy"
 
+POLICY_PAGES = EntityPages(
+    model=Policy,
+    nav_section="policies",
+    noun="Policy",
+    plural="policies",
+    url_name="policy",
+    object_kwarg="policy",
+    create=services.policy_create,
+    select_related=("active_version", "active_version__created_by"),
+)
+
 
 def _say(exc: ValidationError) -> str:
     return " ".join(exc.messages)
@@ -66,16 +82,11 @@ def _rules_count(version: PolicyVersion | None) -> int | None:
 # policies ----------------------------------------------------------------------------------
 
 
-class PolicyListPage(TenantListPage):
+class PolicyListPage(EntityListPage):
+    entity = POLICY_PAGES
     template_name = "policies/policy_list.html"
-    permission_required = "policies.view_policy"
-    nav_section = "policies"
-    model = Policy
     filterset_class = PolicyFilterSet
-    add_permission = "policies.add_policy"
-
-    def get_queryset(self):
-        return Policy.objects.select_related("active_version").order_by("-is_default", "slug")
+    ordering = ("-is_default", "slug")
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
@@ -96,75 +107,47 @@ class PolicyListPage(TenantListPage):
             }
             for p in policies
         ]
-        data["has_any"] = data["filtered"] or Policy.objects.exists()
         data["can_see_decisions"] = self.can("policies.view_policydecision")
         return data
 
 
-class PolicyCreatePage(FormPage):
+class PolicyCreatePage(EntityCreatePage):
+    entity = POLICY_PAGES
     template_name = "policies/policy_create.html"
-    permission_required = "policies.add_policy"
-    post_permission_required = "policies.add_policy"
-    nav_section = "policies"
+    form_class = PolicyCreateForm
+    records_creator = True
 
-    def get_form(self, data=None):
+    def get_form_kwargs(self) -> dict[str, Any]:
         tool = (
             Tool.objects.filter(status=Status.ACTIVE, risk__in=(Risk.WRITE, Risk.DESTRUCTIVE))
             .order_by("slug")
             .first()
         )
-        return PolicyCreateForm(
-            data,
-            initial={
-                "mode": PolicyMode.ENFORCE,
-                "definition": definition_example(tool.slug if tool else None),
-            },
-        )
+        example = definition_example(tool.slug if tool else None)
+        return {"initial": {"mode": PolicyMode.ENFORCE, "definition": example}}
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         data["variables"] = CONDITION_VARIABLES
         return data
 
-    def save(self, form):
-        data = form.cleaned_data
-        policy = services.policy_create(
-            tenant=self.tenant,
-            slug=data["slug"],
-            name=data["name"],
-            description=data["description"],
-            mode=data["mode"],
-            definition=data["definition"],
-            note=data["note"],
-            activate=data["activate"],
-            created_by=self.request.user,
+    def success_text(self, policy: Policy, form) -> str:
+        if form.cleaned_data["activate"]:
+            return f"Policy “{policy.slug}” created; v1 applies now."
+        return (
+            f"Policy “{policy.slug}” created; v1 is a draft. Simulate it against recorded "
+            "decisions, then activate it."
         )
-        if data["activate"]:
-            messages.success(self.request, f"Policy “{policy.slug}” created; v1 applies now.")
-        else:
-            messages.success(
-                self.request,
-                f"Policy “{policy.slug}” created; v1 is a draft. Simulate it against recorded "
-                "decisions, then activate it.",
-            )
-        return redirect(self.url("policy-detail", slug=policy.slug))
 
 
-class PolicyPage(TenantObjectPage):
+class PolicyPage(EntityObjectPage):
     """A page about one policy: found in the tenant first, with its versions."""
 
-    model = Policy
-    nav_section = "policies"
-
-    def get_queryset(self):
-        return Policy.objects.select_related("active_version", "active_version__created_by")
+    entity = POLICY_PAGES
+    context_object_name = "policy"
 
     def versions(self) -> list[PolicyVersion]:
-        return list(
-            PolicyVersion.objects.filter(policy=self.object)
-            .select_related("created_by")
-            .order_by("-number")
-        )
+        return versions_of(self.object, PolicyVersion)
 
     def version_state(self, version: PolicyVersion) -> str:
         """active, draft (newer than the applied version, or nothing applied) or earlier."""
@@ -175,7 +158,6 @@ class PolicyPage(TenantObjectPage):
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
-        data["policy"] = self.object
         data["active"] = self.object.active_version
         data["can_simulate"] = self.can("policies.change_policy")
         return data
@@ -183,8 +165,6 @@ class PolicyPage(TenantObjectPage):
 
 class PolicyDetailPage(OperationsMixin, PolicyPage):
     template_name = "policies/policy_detail.html"
-    permission_required = "policies.view_policy"
-    post_permission_required = "policies.change_policy"
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
@@ -206,7 +186,7 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
                 for v in versions
             ],
             latest=latest,
-            next_number=(latest.number + 1) if latest else 1,
+            next_number=next_number(versions),
             variables=CONDITION_VARIABLES,
             can_save=self.can("policies.add_policyversion"),
             can_delete=self.can("policies.delete_policy") and not policy.is_default,
@@ -234,25 +214,17 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
 
     @operation("save", permission="policies.add_policyversion")
     def save_version(self, policy: Policy) -> HttpResponse:
-        form = PolicyVersionForm(self.request.POST)
-        if not form.is_valid():
-            return self.invalid(version_form=form)
-        try:
+        def save(data: dict[str, Any]) -> HttpResponse:
             version = services.policy_save_version(
-                policy=policy,
-                definition=form.cleaned_data["definition"],
-                note=form.cleaned_data["note"],
-                created_by=self.request.user,
+                policy=policy, **data, created_by=self.request.user
             )
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-            return self.invalid(version_form=form)
-        messages.success(
-            self.request,
-            f"Saved v{version.number} as a draft; nothing changed yet. Simulate it, then "
-            "activate it.",
-        )
-        return redirect(f"{self.request.path}#versions")
+            return self.done(
+                f"Saved v{version.number} as a draft; nothing changed yet. Simulate it, then "
+                "activate it.",
+                "versions",
+            )
+
+        return self.submit(PolicyVersionForm(self.request.POST), save, as_="version_form")
 
     @operation("activate", "rollback")
     def activate(self, policy: Policy) -> HttpResponse:
@@ -265,40 +237,33 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
                 .first()
             )
         if version is None:
-            messages.error(self.request, "Choose a version of this policy to activate.")
-            return redirect(self.request.path)
+            return self.refuse("Choose a version of this policy to activate.")
         previous = policy.active_version
         try:
             services.policy_activate(policy=policy, version=version)
         except ValidationError as exc:
-            messages.error(self.request, f"Nothing changed: {_say(exc)}")
-            return redirect(self.request.path)
+            return self.refuse(f"Nothing changed: {_say(exc)}")
         if previous is not None and version.number < previous.number:
             text = f"Rolled back to v{version.number} (v{previous.number} no longer applies)."
         else:
             text = f"Activated v{version.number}; it applies from the next decision."
         if policy.mode == PolicyMode.LOG_ONLY:
             text += " The policy is log-only: its rules are recorded, not enforced."
-        messages.success(self.request, text)
-        return redirect(f"{self.request.path}#versions")
+        return self.done(text, "versions")
 
     @operation("mode")
     def set_mode(self, policy: Policy) -> HttpResponse:
         form = PolicyModeForm(self.request.POST)
         if not form.is_valid():
-            messages.error(self.request, "Choose enforce or log only.")
-            return redirect(self.request.path)
+            return self.refuse("Choose enforce or log only.")
         mode = form.cleaned_data["mode"]
         if mode == policy.mode:
             messages.info(self.request, f"Nothing changed: the policy is already {mode}.")
-            return redirect(self.request.path)
+            return self.back()
         services.policy_set_mode(policy=policy, mode=mode)
         if mode == PolicyMode.LOG_ONLY:
-            text = "Switched to log only: its rules are recorded as what they would do."
-        else:
-            text = "Switched to enforce: its rules decide calls from the next decision."
-        messages.success(self.request, text)
-        return redirect(self.request.path)
+            return self.done("Switched to log only: its rules are recorded as what they would do.")
+        return self.done("Switched to enforce: its rules decide calls from the next decision.")
 
     @operation("delete", permission="policies.delete_policy")
     def delete(self, policy: Policy) -> HttpResponse:
@@ -306,10 +271,10 @@ class PolicyDetailPage(OperationsMixin, PolicyPage):
         try:
             services.policy_delete(policy=policy)
         except ValidationError as exc:
-            messages.error(self.request, _say(exc))
-            return redirect(self.request.path)
-        messages.success(self.request, f"Policy “{slug}” deleted; its rules no longer apply.")
-        return redirect(self.url("policies"))
+            return self.refuse(_say(exc))
+        return self.done(
+            f"Policy “{slug}” deleted; its rules no longer apply.", to=self.url("policies")
+        )
 
 
 class PolicySimulatePage(PolicyPage):
@@ -320,7 +285,8 @@ class PolicySimulatePage(PolicyPage):
     """
 
     template_name = "policies/policy_simulate.html"
-    permission_required = "policies.change_policy"
+    actions = ("change", None)
+    route = "simulate"
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
@@ -369,8 +335,3 @@ class DecisionListPage(TenantListPage):
         return PolicyDecision.objects.select_related(
             "policy", "policy_version", "would_policy"
         ).order_by("-id")
-
-    def get_context_data(self, **kwargs):
-        data = super().get_context_data(**kwargs)
-        data["has_any"] = data["filtered"] or PolicyDecision.objects.exists()
-        return data

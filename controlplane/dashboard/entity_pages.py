@@ -139,10 +139,12 @@ class EntityFormPage(EntityPageMixin, FormPage):
     def success_url(self, obj: Any) -> str:
         return self.url(f"{self.entity.url_name}-detail", **self.entity.url_kwargs(obj))
 
+    def success_text(self, obj: Any, form) -> str:
+        return self.success_message.format(label=self.entity.label(obj), object=obj)
+
     def save(self, form) -> HttpResponse:
         obj = self.perform(form)
-        text = self.success_message.format(label=self.entity.label(obj), object=obj)
-        messages.success(self.request, text)
+        messages.success(self.request, self.success_text(obj, form))
         return redirect(self.success_url(obj))
 
 
