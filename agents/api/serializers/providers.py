@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.api.serializers.fields import SLUG, TagsField
 from agents.choices import ProviderKind
 from agents.models import ProviderConnection
+from agents.providers import slots
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -20,6 +22,10 @@ class ProviderSerializer(serializers.ModelSerializer):
         help_text='Write-only. Omit on update to keep the stored key; send "" to clear it.',
     )
     has_api_key = serializers.SerializerMethodField()
+    slots_in_use = serializers.SerializerMethodField(
+        help_text="Requests in flight to this provider now, across every worker "
+        "(null when Redis cannot be reached to count them)."
+    )
     simulated = serializers.SerializerMethodField(
         help_text="True for the offline simulator: its answers are not from a real model."
     )
@@ -29,6 +35,17 @@ class ProviderSerializer(serializers.ModelSerializer):
         "(USD per million tokens) or a list of model names.",
     )
     tags = TagsField(required=False)
+    max_concurrency = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10000,
+        help_text=ProviderConnection._meta.get_field("max_concurrency").help_text,
+        error_messages={
+            "min_value": "Give at least 1: the most requests in flight at once to this provider.",
+            "max_value": "Give at most 10000: the most requests in flight at once to this "
+            "provider.",
+        },
+    )
 
     class Meta:
         model = ProviderConnection
@@ -44,6 +61,8 @@ class ProviderSerializer(serializers.ModelSerializer):
             "api_key_env",
             "models",
             "timeout_seconds",
+            "max_concurrency",
+            "slots_in_use",
             "tags",
             "status",
             "last_test_at",
@@ -59,6 +78,13 @@ class ProviderSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_slots_in_use(self, obj) -> int | None:
+        try:
+            return slots.in_use(obj.pk)
+        except slots.ProviderSlotsUnavailable:
+            return None
 
     def get_has_api_key(self, obj) -> bool:
         return bool(obj.api_key)
