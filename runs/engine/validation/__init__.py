@@ -7,10 +7,11 @@ definition). Nothing stops at the first error, and the cost is linear in the siz
 definition (plus one parse per distinct template string, cached across calls).
 
 ``validate_definition`` is the entry point; the checks live one concern per module:
-``schema`` (the published JSON Schema), ``graph`` (needs, cycles, order), ``references``
-(template names), ``steps`` (per step type), ``registry`` (agents and tools, through the
-``RegistryView`` the Django side fills in), ``report`` (the errors). Imports the rest of
-``runs.engine`` and pure libraries only (jsonschema, referencing).
+``schema`` (the published JSON Schema, assembled from ``step_schemas``: one entry per step
+type), ``graph`` (needs, cycles, order), ``references`` (template names), ``steps`` (per step
+type), ``registry`` (agents and tools, through the ``RegistryView`` the Django side fills
+in), ``report`` (the errors). Imports the rest of ``runs.engine`` and pure libraries only
+(jsonschema, referencing).
 """
 
 from __future__ import annotations

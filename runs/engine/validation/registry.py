@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from runs.engine.validation.report import Errors
 
@@ -39,6 +39,9 @@ class RegistryView:
     tools: Mapping[str, ToolInfo]
 
 
+_Info = TypeVar("_Info", AgentInfo, ToolInfo)
+
+
 # --- registry ---------------------------------------------------------------------------------
 
 
@@ -50,15 +53,10 @@ def check_agent(
     kind: str | None = None,
     role: str = "",
 ) -> AgentInfo | None:
-    if not isinstance(slug, str):
-        return None
-    agent = registry.agents.get(slug)
-    if agent is None:
-        out.add(path, f"Unknown agent {slug!r}.")
-        return None
-    if agent.status != ACTIVE:
-        out.add(path, f"Agent {slug!r} is {agent.status}.")
-    if kind is not None and agent.kind != kind:
+    """The agent ``slug`` names (None when it names none), reporting unknown, inactive or of
+    another ``kind`` than asked (``role`` names the field in the message)."""
+    agent = _active(slug, "agent", registry.agents, path, out)
+    if agent is not None and kind is not None and agent.kind != kind:
         out.add(
             path,
             f"Agent {slug!r} is {with_article(agent.kind)} agent; "
@@ -73,15 +71,24 @@ def with_article(word: str) -> str:
 
 
 def check_tool(slug: Any, path: str, registry: RegistryView, out: Errors) -> ToolInfo | None:
+    """The tool ``slug`` names (None when it names none), reporting unknown or inactive."""
+    return _active(slug, "tool", registry.tools, path, out)
+
+
+def _active(
+    slug: Any, what: str, known: Mapping[str, _Info], path: str, out: Errors
+) -> _Info | None:
+    """The ``what`` (agent or tool) ``slug`` names; reports it at ``path`` when it is unknown
+    or not active. None for an unknown slug or one that is not a string (the schema says so)."""
     if not isinstance(slug, str):
         return None
-    tool = registry.tools.get(slug)
-    if tool is None:
-        out.add(path, f"Unknown tool {slug!r}.")
+    found = known.get(slug)
+    if found is None:
+        out.add(path, f"Unknown {what} {slug!r}.")
         return None
-    if tool.status != ACTIVE:
-        out.add(path, f"Tool {slug!r} is {tool.status}.")
-    return tool
+    if found.status != ACTIVE:
+        out.add(path, f"{what.capitalize()} {slug!r} is {found.status}.")
+    return found
 
 
 def check_tools(
