@@ -14,13 +14,12 @@ from typing import Any
 from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
-from django.views.generic import TemplateView
 
 from controlplane.api.models import ApiToken
 from controlplane.audit.models import AuditEvent
 from controlplane.choices import Status
 from controlplane.dashboard import charts
-from controlplane.dashboard.base import TenantPageMixin
+from controlplane.dashboard.pages import TenantPage
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Membership
 from runs.models import Run, Workflow
@@ -89,83 +88,79 @@ def _busiest(o: Overview, attr: str, fmt: Any) -> str:
     return f"highest {_full_label(best.start, o.bucket)} ({fmt(getattr(best, attr))})"
 
 
+def _chart(draw: Any, *, summary: str, beside: str = "", **drawn: Any) -> dict[str, Any]:
+    """A chart drawn by ``draw`` with its summary, and the line beside it (default: the same)."""
+    return {"svg": draw(summary=summary, **drawn), "summary": beside or summary}
+
+
 def _charts(o: Overview) -> dict[str, Any]:
     labels = [_label(b.start, o.bucket) for b in o.series]
     period = "hour" if o.bucket == "hour" else "day"
     statuses = [s for s in o.by_status if s[2]]
     finished = [b for b in o.series if b.p50 is not None]
+    series = charts.series_chart
+    durations = f"Median {duration_text(o.p50)}, 95th percentile {duration_text(o.p95)}"
     return {
-        "status": {
-            "svg": charts.bar_by_category(
-                title="Runs by status",
-                summary=_status_summary(o),
-                labels=[label for _, label, _ in statuses],
-                values=[n for _, _, n in statuses],
-                colours=[charts.STATUS_COLOURS.get(s, charts.COLOURS[0]) for s, _, _ in statuses],
-            ),
-            "summary": _status_summary(o),
-        },
-        "runs": {
-            "svg": charts.series_chart(
-                kind="stacked",
-                title=f"Runs per {period}",
-                summary=f"{o.runs} runs; {_busiest(o, 'runs', str)}.",
-                labels=labels,
-                series=[
-                    ("Succeeded", [b.succeeded or None for b in o.series]),
-                    ("Failed or timed out", [b.failed or None for b in o.series]),
-                    ("Other", [b.other or None for b in o.series]),
-                ],
-                colours=("#1a7f37", "#b42318", "#8c959f"),
-            ),
-            "summary": f"{o.runs} runs; {_busiest(o, 'runs', str)}.",
-        },
-        "duration": {
-            "svg": charts.series_chart(
-                kind="line",
-                title=f"Run duration per {period} (seconds)",
-                summary=(
-                    f"Median {duration_text(o.p50)}, 95th percentile {duration_text(o.p95)} "
-                    f"over {o.finished} finished runs; {len(finished)} {period}s had finished runs."
-                ),
-                labels=labels,
-                series=[
-                    ("p50", [_seconds(b.p50) for b in o.series]),
-                    ("p95", [_seconds(b.p95) for b in o.series]),
-                ],
-                value_formatter=lambda v: f"{v:.2f} s",
-                colours=("#0b5cad", "#9a6700"),
-            ),
-            "summary": f"Median {duration_text(o.p50)}, 95th percentile {duration_text(o.p95)}.",
-        },
-        "cost": {
-            "svg": charts.series_chart(
-                kind="bar",
-                title=f"Cost per {period} (USD)",
-                summary=f"{usd(o.cost_usd)} in total; {_busiest(o, 'cost_usd', usd)}.",
-                labels=labels,
-                # a period with runs that cost nothing is $0, not a gap: simulated runs are free
-                series=[("Cost (USD)", [float(b.cost_usd) if b.runs else None for b in o.series])],
-                value_formatter=charts.usd_label,
-                colours=("#6639ba",),
-            ),
-            "summary": f"{usd(o.cost_usd)} in total; {_busiest(o, 'cost_usd', usd)}.",
-        },
-        "tokens": {
-            "svg": charts.series_chart(
-                kind="stacked",
-                title=f"Tokens per {period}",
-                summary=(f"{o.tokens:,} tokens ({o.input_tokens:,} in, {o.output_tokens:,} out)."),
-                labels=labels,
-                series=[
-                    ("Input tokens", [b.input_tokens if b.runs else None for b in o.series]),
-                    ("Output tokens", [b.output_tokens if b.runs else None for b in o.series]),
-                ],
-                value_formatter=lambda v: f"{v:,.0f}",
-                colours=("#0b5cad", "#9a6700"),
-            ),
-            "summary": f"{o.tokens:,} tokens ({o.input_tokens:,} in, {o.output_tokens:,} out).",
-        },
+        "status": _chart(
+            charts.bar_by_category,
+            title="Runs by status",
+            summary=_status_summary(o),
+            labels=[label for _, label, _ in statuses],
+            values=[n for _, _, n in statuses],
+            colours=[charts.STATUS_COLOURS.get(s, charts.COLOURS[0]) for s, _, _ in statuses],
+        ),
+        "runs": _chart(
+            series,
+            kind="stacked",
+            title=f"Runs per {period}",
+            summary=f"{o.runs} runs; {_busiest(o, 'runs', str)}.",
+            labels=labels,
+            series=[
+                ("Succeeded", [b.succeeded or None for b in o.series]),
+                ("Failed or timed out", [b.failed or None for b in o.series]),
+                ("Other", [b.other or None for b in o.series]),
+            ],
+            colours=("#1a7f37", "#b42318", "#8c959f"),
+        ),
+        "duration": _chart(
+            series,
+            kind="line",
+            title=f"Run duration per {period} (seconds)",
+            summary=f"{durations} over {o.finished} finished runs; {len(finished)} {period}s "
+            "had finished runs.",
+            beside=f"{durations}.",
+            labels=labels,
+            series=[
+                ("p50", [_seconds(b.p50) for b in o.series]),
+                ("p95", [_seconds(b.p95) for b in o.series]),
+            ],
+            value_formatter=lambda v: f"{v:.2f} s",
+            colours=("#0b5cad", "#9a6700"),
+        ),
+        "cost": _chart(
+            series,
+            kind="bar",
+            title=f"Cost per {period} (USD)",
+            summary=f"{usd(o.cost_usd)} in total; {_busiest(o, 'cost_usd', usd)}.",
+            labels=labels,
+            # a period with runs that cost nothing is $0, not a gap: simulated runs are free
+            series=[("Cost (USD)", [float(b.cost_usd) if b.runs else None for b in o.series])],
+            value_formatter=charts.usd_label,
+            colours=("#6639ba",),
+        ),
+        "tokens": _chart(
+            series,
+            kind="stacked",
+            title=f"Tokens per {period}",
+            summary=f"{o.tokens:,} tokens ({o.input_tokens:,} in, {o.output_tokens:,} out).",
+            labels=labels,
+            series=[
+                ("Input tokens", [b.input_tokens if b.runs else None for b in o.series]),
+                ("Output tokens", [b.output_tokens if b.runs else None for b in o.series]),
+            ],
+            value_formatter=lambda v: f"{v:,.0f}",
+            colours=("#0b5cad", "#9a6700"),
+        ),
     }
 
 
@@ -241,7 +236,7 @@ def overview_context(*, tenant: Any, can: Any, window: str | None) -> dict[str, 
     return data
 
 
-class OverviewPage(TenantPageMixin, TemplateView):
+class OverviewPage(TenantPage):
     """The tenant's home page: its runs (when the member may see them), members, tokens, audit."""
 
     template_name = "runs/overview.html"

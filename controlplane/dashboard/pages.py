@@ -64,7 +64,7 @@ class KeysFirstPaginator(Paginator):
 class TenantPage(TenantPageMixin, TemplateView):
     """A page inside a tenant: its navigation section, and helpers for actions and errors."""
 
-    nav_section: ClassVar[str]
+    nav_section: ClassVar[str] = ""  # none: a page of the tenant itself (members, audit)
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)

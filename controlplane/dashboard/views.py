@@ -11,14 +11,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django.views.generic import TemplateView
 
 from controlplane.api import services as token_services
 from controlplane.api.models import ApiToken
 from controlplane.audit.filtersets import AuditEventFilterSet
 from controlplane.audit.models import AuditEvent
-from controlplane.dashboard.base import TenantPageMixin
 from controlplane.dashboard.forms import LoginForm, MemberAddForm, MemberRoleForm, TokenCreateForm
+from controlplane.dashboard.pages import TenantPage
 from controlplane.tenancy import services as tenancy_services
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Invitation, Membership
@@ -90,7 +89,7 @@ def answer_invitation(request):
     return redirect("dashboard:home")
 
 
-class MembersPage(TenantPageMixin, TemplateView):
+class MembersPage(TenantPage):
     template_name = "dashboard/members.html"
     permission_required = "tenancy.view_membership"
     post_permission_required = "tenancy.change_membership"
@@ -120,13 +119,12 @@ class MembersPage(TenantPageMixin, TemplateView):
             if op == "add":
                 form = MemberAddForm(request.POST)
                 if not form.is_valid():
-                    return self.render_to_response(self.get_context_data(add_form=form), status=400)
+                    return self.invalid(add_form=form)
                 invitation = tenancy_services.membership_invite(
                     tenant=self.tenant,
-                    username=form.cleaned_data["username"],
-                    role=form.cleaned_data["role"],
                     actor_role=self.access.role,
                     invited_by=request.user,
+                    **form.cleaned_data,
                 )
                 # the same words whether or not the account exists: nothing is revealed
                 messages.success(
@@ -175,7 +173,7 @@ class MembersPage(TenantPageMixin, TemplateView):
         return redirect(request.path)
 
 
-class TokensPage(TenantPageMixin, TemplateView):
+class TokensPage(TenantPage):
     template_name = "dashboard/tokens.html"
     permission_required = "api.view_apitoken"
     post_permission_required = "api.add_apitoken"
@@ -208,7 +206,7 @@ class TokensPage(TenantPageMixin, TemplateView):
             return redirect(request.path)
         form = self._form(request.POST)
         if not form.is_valid():
-            return self.render_to_response(self.get_context_data(form=form), status=400)
+            return self.invalid(form=form)
         user = get_user_model().objects.get(username=form.cleaned_data["username"])
         try:
             issued = token_services.api_token_create(
@@ -222,14 +220,14 @@ class TokensPage(TenantPageMixin, TemplateView):
         except ValidationError as exc:
             for key, errors in exc.message_dict.items():
                 form.add_error(key if key in form.fields else None, errors)
-            return self.render_to_response(self.get_context_data(form=form), status=400)
+            return self.invalid(form=form)
         # Rendered directly, never stored in the session: the plaintext is shown exactly once.
         response = self.render_to_response(self.get_context_data(new_token=issued), status=201)
         response["Cache-Control"] = "no-store"
         return response
 
 
-class AuditPage(TenantPageMixin, TemplateView):
+class AuditPage(TenantPage):
     template_name = "dashboard/audit.html"
     permission_required = "audit.view_auditevent"
 
