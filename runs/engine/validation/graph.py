@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runs.engine.definition import Definition
-from runs.engine.validation.report import Errors
+from runs.engine.validation.report import Errors, items_at
 from runs.engine.validation.schema import valid_id
 
 # --- the graph --------------------------------------------------------------------------------
@@ -125,13 +125,7 @@ def build_graph(steps: list[Any], out: Errors) -> Graph:
             if i > 0:
                 needs[i] = [i - 1]
             continue
-        declared = step["needs"]
-        if not isinstance(declared, list):
-            continue
-        for k, need in enumerate(declared):
-            if not isinstance(need, str):
-                continue
-            where = f"steps[{i}].needs[{k}]"
+        for where, need in items_at(step["needs"], f"steps[{i}].needs"):
             if need not in index:
                 out.add(where, f"Unknown step {need!r}.")
                 blocked[i] = True

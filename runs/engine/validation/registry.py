@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runs.engine.validation.report import Errors
+from runs.engine.validation.report import Errors, items_at
 
 ACTIVE = "active"
 
@@ -99,11 +99,7 @@ def check_tools(
     registry: RegistryView,
     out: Errors,
 ) -> None:
-    tools = holder.get("tools")
-    if not isinstance(tools, list):
-        return
-    for k, slug in enumerate(tools):
-        path = f"{base}.tools[{k}]"
+    for path, slug in items_at(holder.get("tools"), f"{base}.tools"):
         known = check_tool(slug, path, registry, out) is not None
         if known and agent is not None and slug not in agent.tools:
             out.add(path, f"Agent {agent_slug!r} may not use tool {slug!r}: it is not granted.")

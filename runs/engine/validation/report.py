@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,18 @@ class Errors:
         if (path, message) not in self._seen:
             self._seen.add((path, message))
             self.items.append(DefinitionError(path, message))
+
+
+def items_at(
+    value: Any, path: str, kind: type | tuple[type, ...] = str
+) -> Iterator[tuple[str, Any]]:
+    """``("<path>[k]", item)`` for each item of the list ``value`` that is a ``kind``; nothing
+    when ``value`` is not a list. What is not a list, or an item of another kind, the schema
+    reports; the later checks pass over it."""
+    if isinstance(value, list):
+        for k, item in enumerate(value):
+            if isinstance(item, kind):
+                yield f"{path}[{k}]", item
 
 
 def value_path(base: str, parts: Iterable[Any]) -> str:

@@ -15,7 +15,7 @@ from runs.engine.validation.registry import (
     check_tool,
     with_article,
 )
-from runs.engine.validation.report import Errors
+from runs.engine.validation.report import Errors, items_at
 
 # --- steps ------------------------------------------------------------------------------------
 
@@ -37,10 +37,10 @@ def check_router(
         names.add(step.get("default_route"))
         produced = frozenset(n for n in names if isinstance(n, str))
         source = "rules"
-        for k, rule in enumerate(rules):
-            if isinstance(rule, Mapping) and "when" in rule:
+        for where, rule in items_at(rules, f"{base}.rules", Mapping):
+            if "when" in rule:
                 for rel, message in conditions.problems(rule["when"]):
-                    out.add(f"{base}.rules[{k}].when{rel}", message)
+                    out.add(f"{where}.when{rel}", message)
     routes = step.get("routes")
     if not isinstance(routes, Mapping):
         return
@@ -56,12 +56,7 @@ def check_router(
                     f"No rule gives the route {route!r} and it is not the default_route: the "
                     f"rules give {answers}.",
                 )
-        if not isinstance(targets, list):
-            continue
-        for k, target in enumerate(targets):
-            if not isinstance(target, str):
-                continue
-            where = f"{route_path}[{k}]"
+        for where, target in items_at(targets, route_path):
             if target not in graph.index:
                 out.add(where, f"Unknown step {target!r}.")
             elif i not in graph.needs[graph.index[target]]:
@@ -76,23 +71,18 @@ def check_parallel(
     step: Mapping[str, Any], i: int, graph: Graph, registry: RegistryView, out: Errors
 ) -> None:
     base = f"steps[{i}]"
-    branches = step.get("branches")
-    if isinstance(branches, list):
-        names: dict[str, int] = {}
-        for k, branch in enumerate(branches):
-            if not isinstance(branch, Mapping):
-                continue
-            where = f"{base}.branches[{k}]"
-            name = branch.get("name")
-            if isinstance(name, str):
-                if name in names:
-                    out.add(f"{where}.name", f"Duplicate branch name {name!r}.")
-                names.setdefault(name, k)
-            agent_with_tools(branch, where, registry, out)
-            if "input" in branch:
-                check_templates(
-                    branch["input"], f"{where}.input", out, graph, i, where="a branch input"
-                )
+    names: set[str] = set()
+    for where, branch in items_at(step.get("branches"), f"{base}.branches", Mapping):
+        name = branch.get("name")
+        if isinstance(name, str):
+            if name in names:
+                out.add(f"{where}.name", f"Duplicate branch name {name!r}.")
+            names.add(name)
+        agent_with_tools(branch, where, registry, out)
+        if "input" in branch:
+            check_templates(
+                branch["input"], f"{where}.input", out, graph, i, where="a branch input"
+            )
     if "for_each" in step:
         for_each = step["for_each"]
         check_templates(for_each, f"{base}.for_each", out, graph, i, where="for_each")
@@ -147,13 +137,13 @@ def check_step(
     elif kind == "manager":
         agent_with_tools(step, base, registry, out, "llm", "a manager step's agent")
         delegates = step.get("delegates")
-        for k, slug in enumerate(delegates if isinstance(delegates, list) else []):
-            check_agent(slug, f"{base}.delegates[{k}]", registry, out)
+        for where, slug in items_at(delegates, f"{base}.delegates"):
+            check_agent(slug, where, registry, out)
     elif kind == "handoff":
         agents = step.get("agents")
         agents = agents if isinstance(agents, list) else []
-        for k, slug in enumerate(agents):
-            check_agent(slug, f"{base}.agents[{k}]", registry, out, "llm", "a handoff agent")
+        for where, slug in items_at(agents, f"{base}.agents"):
+            check_agent(slug, where, registry, out, "llm", "a handoff agent")
         start = step.get("start")
         if isinstance(start, str) and start not in agents:
             out.add(f"{base}.start", f"start {start!r} is not one of this step's agents.")
