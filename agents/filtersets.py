@@ -1,7 +1,6 @@
 """Filters for the registry lists (API and dashboard)."""
 
 import django_filters
-from django.db.models import Q
 
 from agents.choices import (
     AgentKind,
@@ -23,21 +22,18 @@ from agents.models import (
     ToolGrant,
 )
 from controlplane.choices import Status
+from controlplane.filters import NamedFilterSet, search_filter
 
 
-class RegistryFilterSet(django_filters.FilterSet):
+class RegistryFilterSet(NamedFilterSet):
+    """Registry lists: status, a tag, and the name/slug/description search."""
+
     status = django_filters.ChoiceFilter(choices=Status.choices)
     tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
-    q = django_filters.CharFilter(method="search", label="Search name, slug and description")
 
     def filter_tag(self, queryset, name, value):
         # JSON list containment is not portable to SQLite; match the quoted element instead.
         return queryset.filter(tags__icontains=f'"{value}"')
-
-    def search(self, queryset, name, value):
-        return queryset.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(description__icontains=value)
-        )
 
 
 class AgentFilterSet(RegistryFilterSet):
@@ -94,28 +90,18 @@ class ToolGrantFilterSet(django_filters.FilterSet):
 
 class KnowledgeDocumentFilterSet(django_filters.FilterSet):
     collection = django_filters.CharFilter()
-    q = django_filters.CharFilter(method="search")
+    q = search_filter("title", "content")
 
     class Meta:
         model = KnowledgeDocument
         fields = ["collection"]
 
-    def search(self, queryset, name, value):
-        return queryset.filter(Q(title__icontains=value) | Q(content__icontains=value))
-
 
 class TicketFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=TicketStatus.choices)
     priority = django_filters.ChoiceFilter(choices=TicketPriority.choices)
-    q = django_filters.CharFilter(method="search")
+    q = search_filter("title", "description", "customer")
 
     class Meta:
         model = Ticket
         fields = ["status", "priority"]
-
-    def search(self, queryset, name, value):
-        return queryset.filter(
-            Q(title__icontains=value)
-            | Q(description__icontains=value)
-            | Q(customer__icontains=value)
-        )

@@ -6,7 +6,6 @@ Every model is tenant-scoped (fail-closed manager) and addressed by its slug.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -23,6 +22,7 @@ from controlplane.choices import Status
 from controlplane.crypto import EncryptedJSONField, EncryptedTextField
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
+from controlplane.versioning import ImmutableVersion, version_meta
 
 
 class RegistryObject(TenantScopedModel):
@@ -172,7 +172,7 @@ class Agent(RegistryObject):
         permissions = [("use_agent", "Use the agent in runs")]
 
 
-class AgentVersion(TenantScopedModel):
+class AgentVersion(ImmutableVersion):
     """One immutable configuration of an agent. Runs pin a version; rollback copies an old one.
 
     ``config`` holds the kind's settings (llm: provider, model, system_prompt, temperature,
@@ -182,25 +182,11 @@ class AgentVersion(TenantScopedModel):
     """
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
-    number = models.PositiveIntegerField()
     config = models.JSONField(default=dict)
     tools = models.JSONField(default=list, blank=True)
-    note = models.CharField(max_length=300, blank=True)
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["agent", "-number"]
-        constraints = [
-            models.UniqueConstraint(fields=["agent", "number"], name="agentversion_unique_number"),
-        ]
+    Meta = version_meta("agent")
 
     def __str__(self) -> str:
         return f"{self.agent.slug} v{self.number}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters
+from django.db.models import Q
 from django_filters.fields import IsoDateTimeField
 
 
@@ -26,3 +27,21 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     """``IsoDateTimeFilter`` whose value is normalised to UTC (see ``UtcIsoDateTimeField``)."""
 
     field_class = UtcIsoDateTimeField
+
+
+def search_filter(*fields: str, label: str | None = None) -> django_filters.CharFilter:
+    """A free-text filter: rows where any of ``fields`` contains the value (any case)."""
+
+    def search(queryset, name, value):
+        query = Q()
+        for field in fields:
+            query |= Q(**{f"{field}__icontains": value})
+        return queryset.filter(query)
+
+    return django_filters.CharFilter(method=search, label=label)
+
+
+class NamedFilterSet(django_filters.FilterSet):
+    """Lists of rows with a name, a slug and a description: ``q`` searches all three."""
+
+    q = search_filter("name", "slug", "description", label="Search name, slug and description")

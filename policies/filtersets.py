@@ -1,25 +1,19 @@
 """Filters of the policies and decisions lists, shared by the API and the dashboard."""
 
 import django_filters
-from django.db.models import Q
 
+from controlplane.filters import NamedFilterSet
 from policies.choices import Effect, PolicyMode
 from policies.definition import ACTIONS
 from policies.models import Policy, PolicyDecision
 
 
-class PolicyFilterSet(django_filters.FilterSet):
+class PolicyFilterSet(NamedFilterSet):
     mode = django_filters.ChoiceFilter(choices=PolicyMode.choices)
-    q = django_filters.CharFilter(method="search", label="Search name, slug and description")
 
     class Meta:
         model = Policy
         fields = ["mode"]
-
-    def search(self, queryset, name, value):
-        return queryset.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(description__icontains=value)
-        )
 
 
 class PolicyDecisionFilterSet(django_filters.FilterSet):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
+from controlplane.versioning import ImmutableVersion, version_meta
 from policies.choices import Effect, PolicyMode
 
 
@@ -40,26 +40,14 @@ class Policy(TenantScopedModel):
         return self.name
 
 
-class PolicyVersion(TenantScopedModel):
+class PolicyVersion(ImmutableVersion):
     """One immutable, validated definition (rules, rate limits, budgets) of a policy."""
 
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="+")
-    number = models.PositiveIntegerField()
     definition = models.JSONField()
-    note = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["policy", "-number"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["policy", "number"], name="policyversion_unique_number"
-            ),
-        ]
+    Meta = version_meta("policy")
 
     def __str__(self) -> str:
         return f"{self.policy_id} v{self.number}"

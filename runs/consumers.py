@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
+from controlplane.rbac.access import Access
 from controlplane.realtime.consumers import NOT_FOUND, TenantConsumer
 from controlplane.realtime.groups import run_group, runs_group
 from runs.events import RunEventData, RunUpdateData
@@ -70,10 +71,7 @@ class RunEventsConsumer(TenantConsumer):
 
     required_permission = "runs.view_run"
 
-    async def connect(self):
-        access = await self.authorize()
-        if access is None:
-            return
+    async def opened(self, access: Access) -> None:
         run = await self._run(access, self.scope["url_route"]["kwargs"]["run"])
         if run is None:
             await self.refuse(NOT_FOUND)
@@ -214,10 +212,7 @@ class RunListConsumer(TenantConsumer):
 
     required_permission = "runs.view_run"
 
-    async def connect(self):
-        access = await self.authorize()
-        if access is None:
-            return
+    async def opened(self, access: Access) -> None:
         self.tenant_slug = access.tenant.slug
         await self.join(runs_group(access.tenant.pk))
         await self.accept()

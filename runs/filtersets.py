@@ -3,23 +3,17 @@ from django.core.validators import RegexValidator
 from django.db.models import Q
 
 from controlplane.choices import Status
-from controlplane.filters import UtcIsoDateTimeFilter
+from controlplane.filters import NamedFilterSet, UtcIsoDateTimeFilter
 from runs.choices import RunStatus
 from runs.models import Run, RunEvent, Workflow
 
 
-class WorkflowFilterSet(django_filters.FilterSet):
+class WorkflowFilterSet(NamedFilterSet):
     status = django_filters.ChoiceFilter(choices=Status.choices)
-    q = django_filters.CharFilter(method="search", label="Search name, slug and description")
 
     class Meta:
         model = Workflow
         fields = ["status"]
-
-    def search(self, queryset, name, value):
-        return queryset.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(description__icontains=value)
-        )
 
 
 class RunFilterSet(django_filters.FilterSet):

@@ -8,6 +8,7 @@ from django.db import models
 from controlplane.choices import Status
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
+from controlplane.versioning import ImmutableVersion, version_meta
 from runs.choices import RunStatus, StepStatus
 
 
@@ -39,29 +40,13 @@ class Workflow(TenantScopedModel):
         return self.name
 
 
-class WorkflowVersion(TenantScopedModel):
+class WorkflowVersion(ImmutableVersion):
     """One immutable, validated definition of a workflow; runs pin the version they started on."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
-    number = models.PositiveIntegerField()
     definition = models.JSONField()
-    note = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["workflow", "-number"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["workflow", "number"], name="workflowversion_unique_number"
-            ),
-        ]
+    Meta = version_meta("workflow")
 
     def __str__(self) -> str:
         return f"{self.workflow.slug} v{self.number}"

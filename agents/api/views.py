@@ -58,6 +58,9 @@ from agents.services.secrets import secret_create, secret_delete, secret_update
 from agents.services.tools import tool_create, tool_grant_create, tool_grant_delete, tool_update
 from agents.tools.base import ToolError
 from controlplane.api.base import (
+    WITHOUT_PUT,
+    ServiceWritesMixin,
+    SlugLookupMixin,
     TenantListCreateDestroyViewSet,
     TenantReadOnlyViewSet,
     TenantViewSet,
@@ -68,16 +71,13 @@ from controlplane.api.versions import VersionDiffMixin, version_diff_schema
 DISABLE_NOT_DELETE = 'Registry objects are disabled, not deleted: PATCH {"status": "disabled"}.'
 
 
-class SlugLookup:
+class SlugLookup(SlugLookupMixin):
     """Registry objects: addressed by slug; disabled (PATCH status), never deleted.
 
     DELETE is not routed (nor documented): runs pin versions and audit rows name these
     objects. Its 405 says what to do instead.
     """
 
-    lookup_field = "slug"
-    lookup_value_regex = r"[a-z0-9-]+"
-    ordering = "slug"
     http_method_names = ["get", "post", "put", "patch", "head", "options"]
     method_not_allowed_hints = {"DELETE": DISABLE_NOT_DELETE}
 
@@ -142,9 +142,8 @@ class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantV
     @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
     def partial_update(self, request, *args, **kwargs):
         agent = self.get_object()
-        serializer = AgentUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        agent = agent_update(agent=agent, **serializer.validated_data)
+        data = self.validated(AgentUpdateSerializer)
+        agent = agent_update(agent=agent, **data)
         return Response(AgentSerializer(agent, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=AgentVersionSerializer(many=True))
@@ -160,9 +159,8 @@ class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantV
     def publish(self, request, *args, **kwargs):
         """Publish a new immutable version and make it current."""
         agent = self.get_object()
-        serializer = AgentPublishSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = agent_publish(agent=agent, created_by=request.user, **serializer.validated_data)
+        data = self.validated(AgentPublishSerializer)
+        version = agent_publish(agent=agent, created_by=request.user, **data)
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AgentRollbackSerializer, responses={201: AgentVersionSerializer})
@@ -170,15 +168,12 @@ class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantV
     def rollback(self, request, *args, **kwargs):
         """Make an old version current again (as a new version copying it)."""
         agent = self.get_object()
-        serializer = AgentRollbackSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = agent_rollback(
-            agent=agent, number=serializer.validated_data["version"], created_by=request.user
-        )
+        data = self.validated(AgentRollbackSerializer)
+        version = agent_rollback(agent=agent, number=data["version"], created_by=request.user)
         return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
+class ToolViewSet(SlugLookup, ServiceWritesMixin, ObjectPermissionsMixin, TenantViewSet):
     """Tools agents may call: built-in, HTTP or discovered from an MCP server."""
 
     model = Tool
@@ -186,22 +181,12 @@ class ToolViewSet(SlugLookup, ObjectPermissionsMixin, TenantViewSet):
     filterset_class = ToolFilterSet
     allow_object_grants = True
     action_permissions = {"permissions": "agents.add_tool"}
+    create_service = tool_create
+    update_service = tool_update
+    instance_kwarg = "tool"
 
     def refine_queryset(self, queryset):
         return queryset.select_related("mcp_server")
-
-    def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
-        serializer.instance = tool_create(
-            tenant=self.tenant,
-            slug=data.pop("slug"),
-            name=data.pop("name"),
-            kind=data.pop("kind"),
-            **data,
-        )
-
-    def perform_update(self, serializer):
-        serializer.instance = tool_update(tool=serializer.instance, **serializer.validated_data)
 
 
 class ToolGrantViewSet(TenantListCreateDestroyViewSet):
@@ -225,28 +210,19 @@ class ToolGrantViewSet(TenantListCreateDestroyViewSet):
         tool_grant_delete(grant=instance)
 
 
-class ProviderViewSet(SlugLookup, TenantViewSet):
-    """Model providers: OpenAI-compatible, Anthropic or the offline simulator."""
+class ProviderViewSet(SlugLookup, ServiceWritesMixin, TenantViewSet):
+    """Model providers: OpenAI-compatible, Anthropic or the offline simulator.
+
+    An edit without ``api_key`` keeps the stored key.
+    """
 
     model = ProviderConnection
     serializer_class = ProviderSerializer
     filterset_class = ProviderFilterSet
     action_permissions = {"test": "agents.change_providerconnection"}
-
-    def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
-        serializer.instance = provider_create(
-            tenant=self.tenant,
-            slug=data.pop("slug"),
-            name=data.pop("name"),
-            kind=data.pop("kind"),
-            **data,
-        )
-
-    def perform_update(self, serializer):
-        data = dict(serializer.validated_data)
-        data.setdefault("api_key", None)
-        serializer.instance = provider_update(provider=serializer.instance, **data)
+    create_service = provider_create
+    update_service = provider_update
+    instance_kwarg = "provider"
 
     @extend_schema(request=None, responses=ConnectionCheckSerializer)
     @action(detail=True, methods=["post"])
@@ -267,29 +243,19 @@ class ProviderViewSet(SlugLookup, TenantViewSet):
         )
 
 
-class McpServerViewSet(SlugLookup, TenantViewSet):
-    """MCP servers (streamable HTTP or stdio); discover registers their tools."""
+class McpServerViewSet(SlugLookup, ServiceWritesMixin, TenantViewSet):
+    """MCP servers (streamable HTTP or stdio); discover registers their tools.
+
+    An edit without ``secret_headers`` or ``secret_env`` keeps the stored ones.
+    """
 
     model = McpServer
     serializer_class = McpServerSerializer
     filterset_class = McpServerFilterSet
     action_permissions = {"discover": "agents.change_mcpserver"}
-
-    def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
-        serializer.instance = mcp_server_create(
-            tenant=self.tenant,
-            slug=data.pop("slug"),
-            name=data.pop("name"),
-            transport=data.pop("transport"),
-            **data,
-        )
-
-    def perform_update(self, serializer):
-        data = dict(serializer.validated_data)
-        data.setdefault("secret_headers", None)
-        data.setdefault("secret_env", None)
-        serializer.instance = mcp_server_update(server=serializer.instance, **data)
+    create_service = mcp_server_create
+    update_service = mcp_server_update
+    instance_kwarg = "server"
 
     @extend_schema(request=None, responses=ToolSerializer(many=True))
     @action(detail=True, methods=["post"])
@@ -315,7 +281,7 @@ class SecretViewSet(TenantViewSet):
     lookup_field = "name"
     lookup_value_regex = r"[a-z0-9-]+"
     ordering = "name"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = WITHOUT_PUT
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -329,33 +295,25 @@ class SecretViewSet(TenantViewSet):
     @extend_schema(request=SecretUpdateSerializer, responses=SecretSerializer)
     def partial_update(self, request, *args, **kwargs):
         secret = self.get_object()
-        serializer = SecretUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        secret = secret_update(secret=secret, **serializer.validated_data)
+        data = self.validated(SecretUpdateSerializer)
+        secret = secret_update(secret=secret, **data)
         return Response(SecretSerializer(secret).data)
 
     def perform_destroy(self, instance):
         secret_delete(secret=instance)
 
 
-class KnowledgeDocumentViewSet(TenantViewSet):
+class KnowledgeDocumentViewSet(ServiceWritesMixin, TenantViewSet):
     """Documents of the tenant's knowledge base, searched by the kb_search tool."""
 
     model = KnowledgeDocument
     serializer_class = KnowledgeDocumentSerializer
     filterset_class = KnowledgeDocumentFilterSet
     ordering = "id"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def perform_create(self, serializer):
-        serializer.instance = knowledge_document_create(
-            tenant=self.tenant, **serializer.validated_data
-        )
-
-    def perform_update(self, serializer):
-        serializer.instance = knowledge_document_update(
-            document=serializer.instance, **serializer.validated_data
-        )
+    http_method_names = WITHOUT_PUT
+    create_service = knowledge_document_create
+    update_service = knowledge_document_update
+    instance_kwarg = "document"
 
     def perform_destroy(self, instance):
         with transaction.atomic():

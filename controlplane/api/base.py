@@ -15,11 +15,17 @@ Every view under ``/api/v1/t/<tenant>/`` derives from ``TenantViewSet`` (or
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, viewsets
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
 
 from controlplane import context
 from controlplane.api.permissions import TenantPermission
@@ -95,6 +101,12 @@ class TenantScopedViewMixin:
     def get_model(self):
         return self.model
 
+    def validated(self, serializer_class: type, **kwargs: Any) -> Any:
+        """The request body checked by ``serializer_class`` (400 with every problem if not)."""
+        serializer = serializer_class(data=self.request.data, **kwargs)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
     def is_object_action(self) -> bool:
         return self.lookup_url_kwarg in self.kwargs or self.lookup_field in self.kwargs
 
@@ -130,6 +142,55 @@ def _is_token(auth) -> bool:
 
 class TenantViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     """Full CRUD base; subclasses route writes through services in perform_* hooks."""
+
+
+# methods of a resource edited with PATCH only
+WITHOUT_PUT = ["get", "post", "patch", "delete", "head", "options"]
+
+
+class SlugLookupMixin:
+    """Addressed and listed by the tenant-unique slug."""
+
+    lookup_field = "slug"
+    lookup_value_regex = r"[a-z0-9-]+"
+    ordering = "slug"
+
+
+class ServiceWritesMixin:
+    """Create and update through the entity's services, declared by the viewset.
+
+    ``create_service(tenant=..., **validated)`` and ``update_service(<instance_kwarg>=obj,
+    **validated)``; the serializer validates, the service writes and audits.
+    """
+
+    create_service: Callable[..., Any]
+    update_service: Callable[..., Any]
+    instance_kwarg = "obj"
+
+    def perform_create(self, serializer):
+        serializer.instance = type(self).create_service(
+            tenant=self.tenant, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = type(self).update_service(
+            **{self.instance_kwarg: serializer.instance}, **serializer.validated_data
+        )
+
+
+def definition_schema_view(noun: str, load: Callable[[], dict]) -> Callable:
+    """A public GET endpoint answering the JSON Schema of ``noun`` definitions."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @api_view(["GET"])
+    @permission_classes([AllowAny])
+    def view(request):
+        return Response(load())
+
+    view.__doc__ = view.cls.__doc__ = (
+        f"The JSON Schema of {noun} definitions (documentation for authors and editors)."
+    )
+    return view
 
 
 class TenantReadOnlyViewSet(TenantScopedViewMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,15 +1,14 @@
 from rest_framework import serializers
 
 from controlplane.api.choices import TokenScope
+from controlplane.api.fields import optional_related
 from controlplane.api.models import ApiToken
 from controlplane.tenancy.models import Membership
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    created_by = serializers.CharField(
-        source="created_by.username", read_only=True, default=None, allow_null=True
-    )
+    created_by = optional_related("created_by.username")
     status = serializers.CharField(read_only=True)
 
     class Meta:

@@ -7,25 +7,15 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 
+from controlplane.audit.hashing import HASHED_FIELDS
 from controlplane.audit.models import AuditEvent
 
+# what an event records (its hashed fields) without the internal ids, then its chain links
 COLUMNS = [
-    "seq",
-    "created_at",
-    "actor_type",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "target_name",
-    "before",
-    "after",
-    "metadata",
-    "request_id",
-    "ip",
-    "prev_hash",
-    "hash",
-]
+    name
+    for name in HASHED_FIELDS
+    if name not in ("chain", "tenant_id", "actor_user_id", "actor_token_id")
+] + ["prev_hash", "hash"]
 
 
 def _row(event: AuditEvent) -> dict:

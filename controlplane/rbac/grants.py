@@ -58,33 +58,28 @@ def remove_object_grants(obj: models.Model) -> None:
 
 def object_permission_grant(*, user: Any, perm: str, obj: models.Model) -> None:
     """Grant ``perm`` on ``obj`` to a member of its tenant; atomic with its audit row."""
-    from django.db import transaction
-
-    from controlplane.audit.services import audit_record
-
-    with transaction.atomic():
-        grant_object_perm(user=user, perm=perm, obj=obj)
-        audit_record(
-            action="permission.grant",
-            target=obj,
-            tenant=obj.tenant,
-            after={"username": user.get_username(), "permission": perm},
-        )
+    _audited(grant_object_perm, "grant", user=user, perm=perm, obj=obj)
 
 
 def object_permission_revoke(*, user: Any, perm: str, obj: models.Model) -> None:
     """Withdraw ``perm`` on ``obj`` from ``user``; atomic with its audit row."""
+    _audited(revoke_object_perm, "revoke", user=user, perm=perm, obj=obj)
+
+
+def _audited(change: Any, verb: str, *, user: Any, perm: str, obj: models.Model) -> None:
+    """Make the grant change and write ``permission.<verb>`` in one transaction."""
     from django.db import transaction
 
     from controlplane.audit.services import audit_record
 
+    grant = {"username": user.get_username(), "permission": perm}
     with transaction.atomic():
-        revoke_object_perm(user=user, perm=perm, obj=obj)
+        change(user=user, perm=perm, obj=obj)
         audit_record(
-            action="permission.revoke",
+            action=f"permission.{verb}",
             target=obj,
             tenant=obj.tenant,
-            before={"username": user.get_username(), "permission": perm},
+            **({"after": grant} if verb == "grant" else {"before": grant}),
         )
 
 

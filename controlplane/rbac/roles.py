@@ -86,23 +86,26 @@ POLICY_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
     }
 )
 
+# administering the tenant itself: members, invitations, API tokens
+TENANT_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "tenancy.add_membership",
+        "tenancy.change_membership",
+        "tenancy.delete_membership",
+        "tenancy.manage_members",
+        "tenancy.view_invitation",
+        "tenancy.delete_invitation",
+        "api.view_apitoken",
+        "api.add_apitoken",
+        "api.delete_apitoken",
+    }
+)
+
 ADMIN_PERMISSIONS: frozenset[str] = (
     OPERATOR_PERMISSIONS
     | REGISTRY_ADMIN_PERMISSIONS
     | POLICY_ADMIN_PERMISSIONS
-    | frozenset(
-        {
-            "tenancy.add_membership",
-            "tenancy.change_membership",
-            "tenancy.delete_membership",
-            "tenancy.manage_members",
-            "tenancy.view_invitation",
-            "tenancy.delete_invitation",
-            "api.view_apitoken",
-            "api.add_apitoken",
-            "api.delete_apitoken",
-        }
-    )
+    | TENANT_ADMIN_PERMISSIONS
 )
 
 OWNER_PERMISSIONS: frozenset[str] = ADMIN_PERMISSIONS | frozenset({"tenancy.change_tenant"})
@@ -116,19 +119,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Permissions an API token of scope "write" may not use: administering the
 # tenant itself (members, tokens, settings) needs an "admin" token.
-ADMINISTRATIVE_PERMISSIONS: frozenset[str] = frozenset(
-    {
-        "tenancy.add_membership",
-        "tenancy.change_membership",
-        "tenancy.delete_membership",
-        "tenancy.manage_members",
-        "tenancy.view_invitation",
-        "tenancy.delete_invitation",
-        "api.view_apitoken",
-        "api.add_apitoken",
-        "api.delete_apitoken",
-        "tenancy.change_tenant",
-    }
+ADMINISTRATIVE_PERMISSIONS: frozenset[str] = TENANT_ADMIN_PERMISSIONS | frozenset(
+    {"tenancy.change_tenant"}
 )
 
 ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2, Role.OWNER: 3}

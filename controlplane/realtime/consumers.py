@@ -56,6 +56,15 @@ class TenantConsumer(JsonConsumer):
 
     required_permission: str
 
+    async def connect(self):
+        access = await self.authorize()
+        if access is not None:
+            await self.opened(access)
+
+    async def opened(self, access: Access) -> None:
+        """The caller may watch: join the groups, accept, send what comes first."""
+        raise NotImplementedError
+
     async def authorize(self) -> Access | None:
         """The caller's access to the URL's tenant, or None after closing the socket."""
         user = self.scope.get("user")
@@ -93,10 +102,7 @@ class TenantEventsConsumer(TenantConsumer):
 
     required_permission = "audit.view_auditevent"
 
-    async def connect(self):
-        access = await self.authorize()
-        if access is None:
-            return
+    async def opened(self, access: Access) -> None:
         await self.join(tenant_group(access.tenant.pk))
         await self.accept()
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from controlplane.api.fields import (
+    SLUG,
+    MetadataUpdateSerializer,
+    VersionNoteField,
+    optional_related,
+)
 from controlplane.api.versions import DiffChangeSerializer
-from controlplane.tenancy.models import slug_validator
 from policies.choices import PolicyMode
 from policies.models import Policy, PolicyDecision, PolicyVersion
 
@@ -18,9 +23,7 @@ SIMULATION_MAX = 5000
 class PolicySerializer(serializers.ModelSerializer):
     """A policy as listed: which version is applied and whether a newer draft waits."""
 
-    active_version = serializers.IntegerField(
-        source="active_version.number", read_only=True, default=None, allow_null=True
-    )
+    active_version = optional_related("active_version.number", serializers.IntegerField)
     latest_version = serializers.IntegerField(read_only=True, default=None, allow_null=True)
     versions_count = serializers.IntegerField(read_only=True, default=0)
     has_draft = serializers.SerializerMethodField(
@@ -64,41 +67,29 @@ class PolicyDetailSerializer(PolicySerializer):
 
 
 class PolicyCreateSerializer(serializers.Serializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    slug = serializers.CharField(**SLUG)
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     mode = serializers.ChoiceField(choices=PolicyMode.choices, default=PolicyMode.ENFORCE)
     definition = serializers.JSONField(help_text=DEFINITION_HELP)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+    note = VersionNoteField(default="")
     activate = serializers.BooleanField(
         default=True, help_text="Apply the first version at once; false keeps it a draft."
     )
 
 
-class PolicyUpdateSerializer(serializers.Serializer):
-    slug = serializers.CharField(required=False, max_length=50, validators=[slug_validator])
-    name = serializers.CharField(required=False, max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
-    mode = serializers.ChoiceField(choices=PolicyMode.choices, required=False)
+class PolicyUpdateSerializer(MetadataUpdateSerializer):
+    versioned_hint = (
+        "Rules change through versions: POST .../policies/<slug>/versions/ "
+        'with {"definition": ..., "note": ...}, then activate it.'
+    )
 
-    def validate(self, attrs):
-        if "definition" in self.initial_data:
-            raise serializers.ValidationError(
-                {
-                    "definition": (
-                        "Rules change through versions: POST .../policies/<slug>/versions/ "
-                        'with {"definition": ..., "note": ...}, then activate it.'
-                    )
-                }
-            )
-        return attrs
+    mode = serializers.ChoiceField(choices=PolicyMode.choices, required=False)
 
 
 class PolicyVersionSerializer(serializers.ModelSerializer):
     policy = serializers.CharField(source="policy.slug", read_only=True)
-    created_by = serializers.CharField(
-        source="created_by.username", read_only=True, default=None, allow_null=True
-    )
+    created_by = optional_related("created_by.username")
     state = serializers.SerializerMethodField(
         help_text="active (applied), draft (never applied) or previous (applied before)."
     )
@@ -125,7 +116,7 @@ class PolicyVersionSerializer(serializers.ModelSerializer):
 
 class PolicyVersionCreateSerializer(serializers.Serializer):
     definition = serializers.JSONField(help_text=DEFINITION_HELP)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+    note = VersionNoteField(default="")
 
 
 class PolicyActivateSerializer(serializers.Serializer):
@@ -200,14 +191,10 @@ class PolicyGrantSerializer(serializers.Serializer):
 
 
 class PolicyDecisionSerializer(serializers.ModelSerializer):
-    run = serializers.IntegerField(source="run_id", read_only=True, default=None, allow_null=True)
+    run = optional_related("run_id", serializers.IntegerField)
     step = serializers.CharField(source="step_key", read_only=True)
-    policy = serializers.CharField(
-        source="policy.slug", read_only=True, default=None, allow_null=True
-    )
-    policy_version = serializers.IntegerField(
-        source="policy_version.number", read_only=True, default=None, allow_null=True
-    )
+    policy = optional_related("policy.slug")
+    policy_version = optional_related("policy_version.number", serializers.IntegerField)
     would_policy = serializers.CharField(
         source="would_policy.slug",
         read_only=True,

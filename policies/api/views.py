@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
-from rest_framework.decorators import action, api_view, permission_classes
-from rest_framework.permissions import AllowAny
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from controlplane.api.base import TenantReadOnlyViewSet, TenantViewSet
+from controlplane.api.base import (
+    WITHOUT_PUT,
+    SlugLookupMixin,
+    TenantReadOnlyViewSet,
+    TenantViewSet,
+    definition_schema_view,
+)
 from controlplane.api.object_permissions import ObjectPermissionsMixin, PermissionHolderSerializer
 from controlplane.api.versions import VersionDiffMixin, version_diff_schema
 from policies import services
@@ -37,14 +41,13 @@ from policies.selectors import with_version_counts
 from policies.simulation import simulate_version
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
-@api_view(["GET"])
-@permission_classes([AllowAny])
-def policy_definition_schema(request):
-    """The JSON Schema of policy definitions (documentation for authors and editors)."""
+def _policy_schema() -> dict:
     from policies.definition import SCHEMA
 
-    return Response(SCHEMA)
+    return SCHEMA
+
+
+policy_definition_schema = definition_schema_view("policy", _policy_schema)
 
 
 GRANTS_DESCRIPTION = "Grant or revoke ``approve``: its holder may decide this policy's approvals."
@@ -84,7 +87,7 @@ GRANTS_DESCRIPTION = "Grant or revoke ``approve``: its holder may decide this po
         ),
     ],
 )
-class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
+class PolicyViewSet(SlugLookupMixin, VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     """Policies and their immutable versions.
 
     A new version is a draft until activated; activating an older version rolls back.
@@ -94,10 +97,7 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     model = Policy
     serializer_class = PolicySerializer
     filterset_class = PolicyFilterSet
-    lookup_field = "slug"
-    lookup_value_regex = r"[a-z0-9-]+"
-    ordering = "slug"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = WITHOUT_PUT
     action_permissions = {
         "versions": "policies.view_policyversion",
         "create_version": "policies.add_policyversion",
@@ -136,19 +136,15 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
 
     @extend_schema(request=PolicyCreateSerializer, responses={201: PolicyDetailSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = PolicyCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        policy = services.policy_create(
-            tenant=self.tenant, created_by=request.user, **serializer.validated_data
-        )
+        data = self.validated(PolicyCreateSerializer)
+        policy = services.policy_create(tenant=self.tenant, created_by=request.user, **data)
         return self._detail(policy, status.HTTP_201_CREATED)
 
     @extend_schema(request=PolicyUpdateSerializer, responses=PolicyDetailSerializer)
     def partial_update(self, request, *args, **kwargs):
         policy = self.get_object()
-        serializer = PolicyUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        policy = services.policy_update(policy=policy, **serializer.validated_data)
+        data = self.validated(PolicyUpdateSerializer)
+        policy = services.policy_update(policy=policy, **data)
         return self._detail(policy)
 
     def update(self, request, *args, **kwargs):
@@ -183,11 +179,8 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     def create_version(self, request, *args, **kwargs):
         """Validate and store a new version as a draft: nothing changes until it is activated."""
         policy = self.get_object()
-        serializer = PolicyVersionCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = services.policy_save_version(
-            policy=policy, created_by=request.user, **serializer.validated_data
-        )
+        data = self.validated(PolicyVersionCreateSerializer)
+        version = services.policy_save_version(policy=policy, created_by=request.user, **data)
         return Response(PolicyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PolicyActivateSerializer, responses=PolicyDetailSerializer)
@@ -195,9 +188,8 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     def activate(self, request, *args, **kwargs):
         """Apply a version: a newer draft, or an older version to roll back to."""
         policy = self.get_object()
-        serializer = PolicyActivateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = self._version(policy, serializer.validated_data["version"])
+        data = self.validated(PolicyActivateSerializer)
+        version = self._version(policy, data["version"])
         policy = services.policy_activate(policy=policy, version=version)
         return self._detail(policy)
 
@@ -206,9 +198,8 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
     def mode(self, request, *args, **kwargs):
         """Switch between enforce and log_only (log_only records, never changes an outcome)."""
         policy = self.get_object()
-        serializer = PolicyModeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        policy = services.policy_set_mode(policy=policy, mode=serializer.validated_data["mode"])
+        data = self.validated(PolicyModeSerializer)
+        policy = services.policy_set_mode(policy=policy, mode=data["mode"])
         return self._detail(policy)
 
     @extend_schema(request=PolicySimulateSerializer, responses=SimulationResultSerializer)
@@ -220,9 +211,7 @@ class PolicyViewSet(VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
         this policy runs the given version (in ``mode``, default its current mode).
         """
         policy = self.get_object()
-        serializer = PolicySimulateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated(PolicySimulateSerializer)
         version = self._version(policy, data["version"])
         result = simulate_version(
             policy=policy, version=version, limit=data["limit"], mode=data.get("mode")

@@ -5,23 +5,27 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.api.fields import (
+    SLUG,
+    MetadataUpdateSerializer,
+    TagsField,
+    VersionNoteField,
+    optional_related,
+)
 from controlplane.choices import Status
-from controlplane.tenancy.models import slug_validator
 from runs.choices import RunStatus
 from runs.models import AgentMemory, Run, RunEvent, StepRun, Workflow, WorkflowVersion
 from runs.pins import pinned_versions
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    slug = serializers.CharField(**SLUG)
     definition = serializers.JSONField(
         write_only=True, help_text="See GET /api/v1/schemas/workflow-definition/"
     )
-    note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
-    version = serializers.IntegerField(
-        source="current_version.number", read_only=True, default=None, allow_null=True
-    )
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    note = VersionNoteField(write_only=True)
+    version = optional_related("current_version.number", serializers.IntegerField)
+    tags = TagsField(required=False)
     status = serializers.ChoiceField(choices=Status.choices, required=False)
 
     class Meta:
@@ -49,29 +53,19 @@ class WorkflowSerializer(serializers.ModelSerializer):
         return data
 
 
-class WorkflowUpdateSerializer(serializers.Serializer):
-    slug = serializers.CharField(required=False, max_length=50, validators=[slug_validator])
-    name = serializers.CharField(required=False, max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
-    status = serializers.ChoiceField(choices=Status.choices, required=False)
+class WorkflowUpdateSerializer(MetadataUpdateSerializer):
+    versioned_hint = (
+        "A new definition publishes a new version: POST "
+        '.../workflows/<slug>/publish/ with {"definition": ..., "note": ...}.'
+    )
 
-    def validate(self, attrs):
-        if "definition" in self.initial_data:
-            raise serializers.ValidationError(
-                {
-                    "definition": (
-                        "A new definition publishes a new version: POST "
-                        '.../workflows/<slug>/publish/ with {"definition": ..., "note": ...}.'
-                    )
-                }
-            )
-        return attrs
+    tags = TagsField(required=False)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
 
 class WorkflowPublishSerializer(serializers.Serializer):
     definition = serializers.JSONField()
-    note = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    note = VersionNoteField()
 
 
 class WorkflowValidateSerializer(serializers.Serializer):
@@ -80,9 +74,7 @@ class WorkflowValidateSerializer(serializers.Serializer):
 
 class WorkflowVersionSerializer(serializers.ModelSerializer):
     workflow = serializers.CharField(source="workflow.slug", read_only=True)
-    created_by = serializers.CharField(
-        source="created_by.username", read_only=True, default=None, allow_null=True
-    )
+    created_by = optional_related("created_by.username")
 
     class Meta:
         model = WorkflowVersion
@@ -165,18 +157,10 @@ class RunEventSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    workflow = serializers.CharField(
-        source="workflow.slug", read_only=True, default=None, allow_null=True
-    )
-    workflow_version = serializers.IntegerField(
-        source="workflow_version.number", read_only=True, default=None, allow_null=True
-    )
-    agent = serializers.CharField(
-        source="agent.slug", read_only=True, default=None, allow_null=True
-    )
-    created_by = serializers.CharField(
-        source="created_by.username", read_only=True, default=None, allow_null=True
-    )
+    workflow = optional_related("workflow.slug")
+    workflow_version = optional_related("workflow_version.number", serializers.IntegerField)
+    agent = optional_related("agent.slug")
+    created_by = optional_related("created_by.username")
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
     progress = serializers.SerializerMethodField()
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
-from rest_framework.decorators import action, api_view, permission_classes
-from rest_framework.permissions import AllowAny
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from agents.models import Agent
-from controlplane.api.base import TenantScopedViewMixin, TenantViewSet
+from controlplane.api.base import (
+    SlugLookupMixin,
+    TenantScopedViewMixin,
+    TenantViewSet,
+    definition_schema_view,
+)
 from controlplane.rbac.denials import record_denial
 from runs import memory, services, workflow_services
 from runs.api.serializers import (
@@ -33,24 +37,15 @@ from runs.filtersets import RunEventFilterSet, RunFilterSet, WorkflowFilterSet
 from runs.models import Run, RunEvent, Workflow, WorkflowVersion
 from runs.selectors import registry_view, with_finished_steps
 
-
-@extend_schema(responses=OpenApiTypes.OBJECT)
-@api_view(["GET"])
-@permission_classes([AllowAny])
-def workflow_definition_schema(request):
-    """The JSON Schema of workflow definitions (documentation for authors and editors)."""
-    return Response(DEFINITION_SCHEMA)
+workflow_definition_schema = definition_schema_view("workflow", lambda: DEFINITION_SCHEMA)
 
 
-class WorkflowViewSet(TenantViewSet):
+class WorkflowViewSet(SlugLookupMixin, TenantViewSet):
     """Workflows and their immutable versions."""
 
     model = Workflow
     serializer_class = WorkflowSerializer
     filterset_class = WorkflowFilterSet
-    lookup_field = "slug"
-    lookup_value_regex = r"[a-z0-9-]+"
-    ordering = "slug"
     # never deleted: runs pin its versions; disabled with PATCH {"status": "disabled"}
     http_method_names = ["get", "post", "patch", "head", "options"]
     method_not_allowed_hints = {
@@ -81,9 +76,8 @@ class WorkflowViewSet(TenantViewSet):
     @extend_schema(request=WorkflowUpdateSerializer, responses=WorkflowSerializer)
     def partial_update(self, request, *args, **kwargs):
         workflow = self.get_object()
-        serializer = WorkflowUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        workflow = workflow_services.workflow_update(workflow=workflow, **serializer.validated_data)
+        data = self.validated(WorkflowUpdateSerializer)
+        workflow = workflow_services.workflow_update(workflow=workflow, **data)
         return Response(WorkflowSerializer(workflow).data)
 
     @extend_schema(request=WorkflowPublishSerializer, responses={201: WorkflowVersionSerializer})
@@ -91,10 +85,9 @@ class WorkflowViewSet(TenantViewSet):
     def publish(self, request, *args, **kwargs):
         """Validate and publish a new version of the definition."""
         workflow = self.get_object()
-        serializer = WorkflowPublishSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = self.validated(WorkflowPublishSerializer)
         version = workflow_services.workflow_publish(
-            workflow=workflow, created_by=request.user, **serializer.validated_data
+            workflow=workflow, created_by=request.user, **data
         )
         return Response(WorkflowVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
@@ -114,9 +107,8 @@ class WorkflowViewSet(TenantViewSet):
     @action(detail=False, methods=["post"])
     def validate(self, request, *args, **kwargs):
         """Check a definition without saving it: {"valid": bool, "errors": [{path, message}]}."""
-        serializer = WorkflowValidateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        definition = serializer.validated_data["definition"]
+        data = self.validated(WorkflowValidateSerializer)
+        definition = data["definition"]
         if not isinstance(definition, dict):
             errors = [{"path": "", "message": "Give the definition as a JSON object."}]
         else:
@@ -179,9 +171,7 @@ class RunViewSet(TenantViewSet):
         ],
     )
     def create(self, request, *args, **kwargs):
-        serializer = RunStartSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated(RunStartSerializer)
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
             raise serializers.ValidationError({"Idempotency-Key": "Use at most 200 characters."})
@@ -253,13 +243,12 @@ class RunViewSet(TenantViewSet):
     def rerun(self, request, *args, **kwargs):
         """Start a new run of the same definition, with the same or an edited input, and the
         agent versions the run pinned (``versions: same``, default) or the current ones."""
-        serializer = RunRerunSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = self.validated(RunRerunSerializer)
         rerun = services.run_rerun(
             run=self.get_object(),
-            input=serializer.validated_data.get("input"),
+            input=data.get("input"),
             created_by=request.user,
-            versions=serializer.validated_data["versions"],
+            versions=data["versions"],
         )
         return Response(RunSerializer(rerun).data, status=status.HTTP_201_CREATED)
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.api.serializers.fields import SLUG, TagsField
 from agents.choices import AgentKind, ProviderKind
 from agents.models import (
     Agent,
     AgentVersion,
     ProviderConnection,
+)
+from controlplane.api.fields import (
+    SLUG,
+    MetadataUpdateSerializer,
+    TagsField,
+    VersionNoteField,
+    optional_related,
 )
 from controlplane.api.versions import DiffChangeSerializer
 from controlplane.choices import Status
@@ -22,10 +28,8 @@ class AgentSerializer(serializers.ModelSerializer):
         write_only=True,
         help_text="The kind's configuration (returned from the current version).",
     )
-    note = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
-    version = serializers.IntegerField(
-        source="current_version.number", read_only=True, default=None, allow_null=True
-    )
+    note = VersionNoteField(write_only=True)
+    version = optional_related("current_version.number", serializers.IntegerField)
     tools = serializers.SerializerMethodField()
     simulated = serializers.SerializerMethodField(
         help_text="True when the current version uses the offline simulated provider."
@@ -73,28 +77,20 @@ class AgentSerializer(serializers.ModelSerializer):
         return kinds[slug] == ProviderKind.SIMULATED
 
 
-class AgentUpdateSerializer(serializers.Serializer):
-    slug = serializers.CharField(required=False, **SLUG)
-    name = serializers.CharField(required=False, max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
+class AgentUpdateSerializer(MetadataUpdateSerializer):
+    versioned_field = "config"
+    versioned_hint = (
+        "Configuration changes publish a new version: "
+        'POST .../agents/<slug>/publish/ with {"config": ..., "note": ...}.'
+    )
+
     tags = TagsField(required=False)
     status = serializers.ChoiceField(choices=Status.choices, required=False)
-
-    def validate(self, attrs):
-        extra = set(self.initial_data) - set(self.fields)
-        if "config" in extra:
-            raise serializers.ValidationError(
-                {
-                    "config": "Configuration changes publish a new version: "
-                    'POST .../agents/<slug>/publish/ with {"config": ..., "note": ...}.'
-                }
-            )
-        return attrs
 
 
 class AgentPublishSerializer(serializers.Serializer):
     config = serializers.JSONField()
-    note = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    note = VersionNoteField()
 
 
 class AgentRollbackSerializer(serializers.Serializer):
@@ -103,9 +99,7 @@ class AgentRollbackSerializer(serializers.Serializer):
 
 class AgentVersionSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.slug", read_only=True)
-    created_by = serializers.CharField(
-        source="created_by.username", read_only=True, default=None, allow_null=True
-    )
+    created_by = optional_related("created_by.username")
     tools = serializers.SerializerMethodField()
     is_current = serializers.SerializerMethodField()
 

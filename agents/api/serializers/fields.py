@@ -1,16 +1,9 @@
-"""Fields shared by the registry's serializers: slugs, tags, write-only secret mappings."""
+"""Fields of the registry's serializers: write-only secret mappings (slugs and tags are
+``controlplane.api.fields``)."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
-
-from controlplane.tenancy.models import slug_validator
-
-SLUG = {"max_length": 50, "validators": [slug_validator]}
-
-
-class TagsField(serializers.ListField):
-    child = serializers.CharField(max_length=50)
 
 
 class SecretMapField(serializers.DictField):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.api.serializers.fields import SLUG, TagsField
 from agents.models import KnowledgeDocument
+from controlplane.api.fields import SLUG, TagsField
 
 
 class KnowledgeDocumentSerializer(serializers.ModelSerializer):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.api.serializers.fields import SLUG, SecretMapField, TagsField
+from agents.api.serializers.fields import SecretMapField
 from agents.choices import McpTransport
 from agents.models import (
     McpServer,
     Tool,
 )
+from controlplane.api.fields import SLUG, TagsField
 
 
 class McpServerSerializer(serializers.ModelSerializer):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.api.serializers.fields import SLUG, TagsField
 from agents.choices import ProviderKind
 from agents.models import ProviderConnection
 from agents.providers import slots
+from controlplane.api.fields import SLUG, TagsField
 
 
 class ProviderSerializer(serializers.ModelSerializer):

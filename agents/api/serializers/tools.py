@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents.api.serializers.fields import SLUG, SecretMapField, TagsField
+from agents.api.serializers.fields import SecretMapField
 from agents.choices import Risk, ToolKind
 from agents.models import (
     Agent,
@@ -12,6 +12,7 @@ from agents.models import (
     ToolGrant,
 )
 from agents.tools.builtin import effective_risk
+from controlplane.api.fields import SLUG, TagsField
 
 
 class ToolSerializer(serializers.ModelSerializer):

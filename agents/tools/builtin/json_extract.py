@@ -83,6 +83,14 @@ def extract(document: Any, tokens: list[Any]) -> tuple[bool, Any]:
     return True, document
 
 
+def _unreadable(message: str, why: str) -> ToolError:
+    return ToolError(
+        message,
+        code="invalid_arguments",
+        details={"errors": [{"path": "$.document", "message": why}]},
+    )
+
+
 def json_extract(arguments: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """The value at ``path`` in ``document`` (JSON text is parsed first)."""
     import json
@@ -92,16 +100,13 @@ def json_extract(arguments: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         try:
             document = json.loads(document)
         except ValueError:
-            raise ToolError(
+            raise _unreadable(
                 "The document is a string but not JSON text; pass the JSON value itself.",
-                code="invalid_arguments",
-                details={"errors": [{"path": "$.document", "message": "not JSON text"}]},
+                "not JSON text",
             ) from None
         except RecursionError:
-            raise ToolError(
-                "The document is nested too deeply to read.",
-                code="invalid_arguments",
-                details={"errors": [{"path": "$.document", "message": "nested too deeply"}]},
+            raise _unreadable(
+                "The document is nested too deeply to read.", "nested too deeply"
             ) from None
     found, value = extract(document, parse_path(arguments["path"]))
     if not found:

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from controlplane.api.fields import optional_related
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Invitation, Membership, Tenant
 
@@ -41,9 +42,7 @@ class MembershipCreateSerializer(serializers.Serializer):
 
 
 class InvitationSerializer(serializers.ModelSerializer):
-    invited_by = serializers.CharField(
-        source="invited_by.username", read_only=True, default=None, allow_null=True
-    )
+    invited_by = optional_related("invited_by.username")
     status = serializers.SerializerMethodField()
 
     class Meta:

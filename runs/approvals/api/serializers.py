@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from controlplane.api.fields import optional_related
 from runs.approvals.models import ApprovalRequest, ApprovalVote
 
 
@@ -18,15 +19,9 @@ class ApprovalVoteSerializer(serializers.ModelSerializer):
 
 class ApprovalSerializer(serializers.ModelSerializer):
     run = serializers.IntegerField(source="run_id", read_only=True)
-    step = serializers.CharField(
-        source="step_run.step_key", read_only=True, default=None, allow_null=True
-    )
-    decided_by = serializers.CharField(
-        source="decided_by.username", read_only=True, default=None, allow_null=True
-    )
-    policy = serializers.CharField(
-        source="policy.slug", read_only=True, default=None, allow_null=True
-    )
+    step = optional_related("step_run.step_key")
+    decided_by = optional_related("decided_by.username")
+    policy = optional_related("policy.slug")
     votes = ApprovalVoteSerializer(many=True, read_only=True)
     approve_votes = serializers.SerializerMethodField(
         help_text="Distinct people who approved so far (decided at required_approvals)."
