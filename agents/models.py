@@ -18,30 +18,10 @@ from agents.choices import (
     TicketStatus,
     ToolKind,
 )
-from controlplane.choices import Status
 from controlplane.crypto import EncryptedJSONField, EncryptedTextField
+from controlplane.model_bases import ImmutableVersion, ManagedObject, version_meta
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
-from controlplane.versioning import ImmutableVersion, version_meta
-
-
-class RegistryObject(TenantScopedModel):
-    """Common fields: name, tenant-unique slug, description, tags, status, timestamps."""
-
-    slug = models.CharField(max_length=50, validators=[slug_validator])
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        abstract = True
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Secret(TenantScopedModel):
@@ -63,7 +43,7 @@ class Secret(TenantScopedModel):
         return self.name
 
 
-class ProviderConnection(RegistryObject):
+class ProviderConnection(ManagedObject):
     """A model provider: an OpenAI-compatible base URL, Anthropic, or the offline simulator.
 
     ``models`` lists ``{"name", "input_per_mtok", "output_per_mtok"}`` (prices in USD per
@@ -91,7 +71,7 @@ class ProviderConnection(RegistryObject):
     # Declared last: the name shadows the ``models`` module inside this class body.
     models = models.JSONField(default=list, blank=True)
 
-    class Meta(RegistryObject.Meta):
+    class Meta(ManagedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="provider_unique_slug"),
         ]
@@ -107,7 +87,7 @@ class ProviderConnection(RegistryObject):
         return [m["name"] for m in self.models if "name" in m]
 
 
-class McpServer(RegistryObject):
+class McpServer(ManagedObject):
     """An MCP server reached by streamable HTTP or a stdio command; its tools become Tools."""
 
     transport = models.CharField(max_length=8, choices=McpTransport.choices)
@@ -120,13 +100,13 @@ class McpServer(RegistryObject):
     last_discovered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
-    class Meta(RegistryObject.Meta):
+    class Meta(ManagedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="mcpserver_unique_slug"),
         ]
 
 
-class Tool(RegistryObject):
+class Tool(ManagedObject):
     """Something an agent can call: a built-in function, an HTTP endpoint or an MCP tool.
 
     Arguments are validated against ``input_schema`` and results against
@@ -150,14 +130,14 @@ class Tool(RegistryObject):
     risk = models.CharField(max_length=16, choices=Risk.choices, default=Risk.READ)
     timeout_seconds = models.PositiveIntegerField(default=30)
 
-    class Meta(RegistryObject.Meta):
+    class Meta(ManagedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="tool_unique_slug"),
         ]
         permissions = [("use_tool", "Use the tool in runs")]
 
 
-class Agent(RegistryObject):
+class Agent(ManagedObject):
     """A registered agent; what it does lives in its immutable versions (``current_version``)."""
 
     kind = models.CharField(max_length=16, choices=AgentKind.choices)
@@ -165,7 +145,7 @@ class Agent(RegistryObject):
         "AgentVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
-    class Meta(RegistryObject.Meta):
+    class Meta(ManagedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="agent_unique_slug"),
         ]

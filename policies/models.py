@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from django.db import models
 
+from controlplane.model_bases import ImmutableVersion, NamedObject, version_meta
 from controlplane.tenancy.managers import TenantScopedModel
-from controlplane.tenancy.models import slug_validator
-from controlplane.versioning import ImmutableVersion, version_meta
 from policies.choices import Effect, PolicyMode
 
 
-class Policy(TenantScopedModel):
+class Policy(NamedObject):
     """A named set of rules, rate limits and budgets; what it says lives in immutable versions.
 
     ``active_version`` is the version being applied (None: nothing applied yet); newer
@@ -18,26 +17,17 @@ class Policy(TenantScopedModel):
     recorded as what they would have done, but never change a call's outcome.
     """
 
-    slug = models.CharField(max_length=50, validators=[slug_validator])
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
     mode = models.CharField(max_length=16, choices=PolicyMode.choices, default=PolicyMode.ENFORCE)
     active_version = models.ForeignKey(
         "PolicyVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     is_default = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["slug"]
+    class Meta(NamedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="policy_unique_slug"),
         ]
         permissions = [("approve_policy", "Decide approvals this policy requires")]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class PolicyVersion(ImmutableVersion):

@@ -5,29 +5,19 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from controlplane.choices import Status
+from controlplane.model_bases import ImmutableVersion, ManagedObject, version_meta
 from controlplane.tenancy.managers import TenantScopedModel
-from controlplane.tenancy.models import slug_validator
-from controlplane.versioning import ImmutableVersion, version_meta
 from runs.choices import RunStatus, StepStatus
 
 
-class Workflow(TenantScopedModel):
+class Workflow(ManagedObject):
     """A named orchestration; what it does lives in its immutable versions."""
 
-    slug = models.CharField(max_length=50, validators=[slug_validator])
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     current_version = models.ForeignKey(
         "WorkflowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["slug"]
+    class Meta(ManagedObject.Meta):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="workflow_unique_slug"),
         ]
@@ -35,9 +25,6 @@ class Workflow(TenantScopedModel):
             ("run_workflow", "Start runs of the workflow"),
             ("approve_workflow", "Decide approvals of the workflow's runs"),
         ]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class WorkflowVersion(ImmutableVersion):

@@ -1,12 +1,43 @@
-"""Immutable numbered versions (an agent's configuration, a policy's or a workflow's
-definition): the fields and table options every version model shares. Knows no domain app."""
+"""Abstract bases of the apps' tenant-scoped models: named objects (agents, tools, policies,
+workflows, ...) and their immutable numbered versions. Knows no domain app."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
+from controlplane.choices import Status
 from controlplane.tenancy.managers import TenantScopedModel
+from controlplane.tenancy.models import slug_validator
+
+
+class NamedObject(TenantScopedModel):
+    """Abstract: a name, a slug unique in the tenant (the subclass's constraint), a
+    description and timestamps; listed by slug."""
+
+    slug = models.CharField(max_length=50, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ManagedObject(NamedObject):
+    """Abstract: a named object with tags and an active/disabled status (disabled, never
+    deleted: runs and audit rows name it)."""
+
+    tags = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+
+    class Meta(NamedObject.Meta):
+        abstract = True
 
 
 class ImmutableVersion(TenantScopedModel):
