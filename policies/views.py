@@ -32,6 +32,7 @@ from controlplane.dashboard.pages import (
     next_number,
     operation,
     pretty,
+    totals_by,
     version_diff_context,
     versions_of,
 )
@@ -91,12 +92,8 @@ class PolicyListPage(EntityListPage):
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         policies = list(data["objects"])
-        latest = dict(
-            PolicyVersion.objects.filter(policy__in=policies)
-            .order_by()
-            .values("policy_id")
-            .annotate(n=Max("number"))
-            .values_list("policy_id", "n")
+        latest = totals_by(
+            PolicyVersion.objects.filter(policy__in=policies), "policy_id", Max("number")
         )
         data["rows"] = [
             {

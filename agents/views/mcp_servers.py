@@ -20,7 +20,7 @@ from controlplane.dashboard.entity_pages import (
     EntityListPage,
     EntityPages,
 )
-from controlplane.dashboard.pages import operation, pretty
+from controlplane.dashboard.pages import operation, pretty, totals_by
 
 MCP_SERVER_PAGES = EntityPages(
     model=McpServer,
@@ -49,12 +49,8 @@ class McpServerListPage(EntityListPage):
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
-        counts = dict(
-            Tool.objects.filter(mcp_server__isnull=False)
-            .order_by()
-            .values("mcp_server_id")
-            .annotate(n=Count("id"))
-            .values_list("mcp_server_id", "n")
+        counts = totals_by(
+            Tool.objects.filter(mcp_server__isnull=False), "mcp_server_id", Count("id")
         )
         data["rows"] = [(s, counts.get(s.pk, 0)) for s in data["objects"]]
         return data

@@ -21,7 +21,7 @@ from controlplane.dashboard.entity_pages import (
     EntityObjectPage,
     EntityPages,
 )
-from controlplane.dashboard.pages import next_number, operation, pretty, versions_of
+from controlplane.dashboard.pages import next_number, operation, pretty, totals_by, versions_of
 from runs import diagram, services, workflow_services
 from runs.filtersets import WorkflowFilterSet
 from runs.forms import (
@@ -66,13 +66,7 @@ class WorkflowListPage(EntityListPage):
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
         workflows = list(data["objects"])
-        counts = dict(
-            Run.objects.filter(workflow__in=workflows)
-            .order_by()
-            .values("workflow_id")
-            .annotate(n=Count("id"))
-            .values_list("workflow_id", "n")
-        )
+        counts = totals_by(Run.objects.filter(workflow__in=workflows), "workflow_id", Count("id"))
         data["rows"] = [
             {
                 "workflow": w,
