@@ -337,10 +337,11 @@ def test_a_sigkilled_holder_frees_its_slot_when_the_lease_expires(provider_id):
         waited = []
 
         async def take() -> float:
-            async with slots.provider_slot(
-                provider_id, 1, holder="heir", on_wait=lambda: waited.append(1)
-            ):
-                admitted = time.monotonic() - killed_at
+            async with asyncio.timeout(10):  # a lease that never expired would hang here
+                async with slots.provider_slot(
+                    provider_id, 1, holder="heir", on_wait=lambda: waited.append(1)
+                ):
+                    admitted = time.monotonic() - killed_at
             await slots.close()
             return admitted
 
@@ -351,7 +352,7 @@ def test_a_sigkilled_holder_frees_its_slot_when_the_lease_expires(provider_id):
         counters.delete(flag)
         counters.close()
     assert waited == [1]  # the dead child's lease still counted at first
-    assert after < 1.0 + 0.5  # freed within one lease (plus polling)
+    assert after < 1.0 + 1.0  # freed within one lease (plus polling, on a busy machine)
     assert slots.in_use(provider_id) == 0
 
 
