@@ -10,6 +10,16 @@ from controlplane.tenancy.models import Tenant
 from runs import workflow_services
 from runs.models import Workflow
 
+
+def _text_input(name: str, **extra: str) -> dict:
+    """The input schema of a workflow that takes one required text, ``name``."""
+    return {
+        "type": "object",
+        "required": [name],
+        "properties": {name: {"type": "string", **extra}},
+    }
+
+
 TICKET_INPUT = {
     "type": "object",
     "required": ["message", "customer"],
@@ -116,11 +126,7 @@ WORKFLOWS: list[dict[str, Any]] = [
         "name": "Research brief",
         "description": "Three researchers work in parallel; the summarizer merges them.",
         "definition": {
-            "input_schema": {
-                "type": "object",
-                "required": ["topic"],
-                "properties": {"topic": {"type": "string", "title": "Topic"}},
-            },
+            "input_schema": _text_input("topic", title="Topic"),
             "example_input": {"topic": "How fast do we ship and refund?"},
             "steps": [
                 {
@@ -155,11 +161,7 @@ WORKFLOWS: list[dict[str, Any]] = [
         "name": "Support team (manager)",
         "description": "A support lead delegates to the billing and technical agents.",
         "definition": {
-            "input_schema": {
-                "type": "object",
-                "required": ["message"],
-                "properties": {"message": {"type": "string"}},
-            },
+            "input_schema": _text_input("message"),
             "example_input": {"message": "Checkout fails and I was charged anyway."},
             "steps": [
                 {
@@ -178,11 +180,7 @@ WORKFLOWS: list[dict[str, Any]] = [
         "name": "Concierge (handoff)",
         "description": "The concierge greets and hands the conversation to billing support.",
         "definition": {
-            "input_schema": {
-                "type": "object",
-                "required": ["message"],
-                "properties": {"message": {"type": "string"}},
-            },
+            "input_schema": _text_input("message"),
             "example_input": {"message": "Hi! Can I get an invoice copy?"},
             "steps": [
                 {
@@ -201,11 +199,7 @@ WORKFLOWS: list[dict[str, Any]] = [
         "name": "Iterative answer (loop)",
         "description": "The researcher refines an answer until three passes are done.",
         "definition": {
-            "input_schema": {
-                "type": "object",
-                "required": ["question"],
-                "properties": {"question": {"type": "string"}},
-            },
+            "input_schema": _text_input("question"),
             "example_input": {"question": "What is our refund window?"},
             "steps": [
                 {

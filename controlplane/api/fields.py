@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from controlplane.choices import Status
 from controlplane.tenancy.models import slug_validator
 
 # a tenant-unique slug: serializers.CharField(**SLUG)
@@ -21,6 +22,13 @@ def optional_related(
 ) -> serializers.Field:
     """The read-only value at ``source`` through a relation that may be empty (then null)."""
     return field_class(source=source, read_only=True, default=None, allow_null=True)
+
+
+class ManagedFields(serializers.Serializer):
+    """The tags and active/disabled status of a managed object (optional on write)."""
+
+    tags = TagsField(required=False)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
 
 class VersionNoteField(serializers.CharField):
@@ -49,3 +57,9 @@ class MetadataUpdateSerializer(serializers.Serializer):
         if self.versioned_field in self.initial_data:
             raise serializers.ValidationError({self.versioned_field: self.versioned_hint})
         return attrs
+
+
+class PublishSerializer(serializers.Serializer):
+    """A new version's content (the subclass's field) and the note saying why."""
+
+    note = VersionNoteField()

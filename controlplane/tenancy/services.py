@@ -11,12 +11,14 @@ from django.utils import timezone
 
 from controlplane import context, hooks
 from controlplane.audit.services import audit_record, snapshot
+from controlplane.entities import Entity
 from controlplane.rbac.roles import ROLE_RANK
 from controlplane.tenancy.choices import Role
 from controlplane.tenancy.models import Invitation, Membership, Tenant
 
-_MEMBERSHIP_FIELDS = ["user", "role"]
-_INVITATION_FIELDS = ["username", "role", "expires_at"]
+MEMBERSHIPS = Entity(Membership, "membership", fields=("user", "role"))
+# an invitation's events are the membership's: membership.invite, .invite_accept, ...
+INVITATIONS = Entity(Invitation, "membership", fields=("username", "role", "expires_at"))
 INVITATION_DAYS = 14
 
 
@@ -34,11 +36,7 @@ def tenant_create(*, slug: str, name: str, owner: Any | None = None) -> Tenant:
         )
         if owner is not None:
             membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
-            audit_record(
-                action="membership.create",
-                target=membership,
-                after=snapshot(membership, _MEMBERSHIP_FIELDS),
-            )
+            MEMBERSHIPS.record("create", membership, after=MEMBERSHIPS.snapshot(membership))
     hooks.tenant_created.call(tenant)  # policies: the tenant's default policy
     return tenant
 
@@ -70,12 +68,7 @@ def membership_add(
     if Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ValidationError({"user": f"{user.get_username()} is already a member."})
     membership = Membership.objects.for_tenant(tenant).create(tenant=tenant, user=user, role=role)
-    audit_record(
-        action="membership.create",
-        target=membership,
-        tenant=tenant,
-        after=snapshot(membership, _MEMBERSHIP_FIELDS),
-    )
+    MEMBERSHIPS.record("create", membership, after=MEMBERSHIPS.snapshot(membership))
     return membership
 
 
@@ -90,16 +83,10 @@ def membership_change_role(
         return membership
     if role != Role.OWNER:
         _ensure_an_owner_remains(membership)
-    before = snapshot(membership, _MEMBERSHIP_FIELDS)
+    before = MEMBERSHIPS.snapshot(membership)
     membership.role = role
     membership.save(update_fields=["role", "updated_at"])
-    audit_record(
-        action="membership.update",
-        target=membership,
-        tenant=membership.tenant,
-        before=before,
-        after=snapshot(membership, _MEMBERSHIP_FIELDS),
-    )
+    MEMBERSHIPS.record("update", membership, before=before, after=MEMBERSHIPS.snapshot(membership))
     return membership
 
 
@@ -112,14 +99,11 @@ def membership_remove(*, membership: Membership, actor_role: str | None = None) 
     membership = Membership.objects.unscoped().select_for_update().get(pk=membership.pk)
     _check_can_assign(actor_role, membership.role, membership.role)
     _ensure_an_owner_remains(membership)
-    before = snapshot(membership, _MEMBERSHIP_FIELDS)
+    before = MEMBERSHIPS.snapshot(membership)
     api_token_revoke_all_for_user(tenant=membership.tenant, user=membership.user)
     # a grant needs membership; kept, it would come back if the user were added again
     remove_user_grants_in_tenant(user=membership.user, tenant=membership.tenant)
-    audit_record(
-        action="membership.delete", target=membership, tenant=membership.tenant, before=before
-    )
-    membership.delete()
+    MEMBERSHIPS.delete(membership, before=before)
 
 
 @transaction.atomic
@@ -152,12 +136,7 @@ def membership_invite(
             "expires_at": timezone.now() + dt.timedelta(days=INVITATION_DAYS),
         },
     )
-    audit_record(
-        action="membership.invite",
-        target=invitation,
-        tenant=tenant,
-        after=snapshot(invitation, _INVITATION_FIELDS),
-    )
+    INVITATIONS.record("invite", invitation, after=INVITATIONS.snapshot(invitation))
     return invitation
 
 
@@ -184,11 +163,7 @@ def invitation_accept(*, invitation: Invitation, user: Any) -> Membership:
     # the person answering is the actor, whatever the request's context says
     with context.using(tenant=invitation.tenant, user=user, token=None, system=None):
         membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role)
-        audit_record(
-            action="membership.invite_accept",
-            target=invitation,
-            before=snapshot(invitation, _INVITATION_FIELDS),
-        )
+        INVITATIONS.record("invite_accept", invitation, before=INVITATIONS.snapshot(invitation))
     invitation.delete()
     return membership
 
@@ -198,11 +173,7 @@ def invitation_decline(*, invitation: Invitation, user: Any) -> None:
     """``user``, the invited account's holder, declines; the invitation is deleted, audited."""
     invitation = _pending_for(invitation, user)
     with context.using(tenant=invitation.tenant, user=user, token=None, system=None):
-        audit_record(
-            action="membership.invite_decline",
-            target=invitation,
-            before=snapshot(invitation, _INVITATION_FIELDS),
-        )
+        INVITATIONS.record("invite_decline", invitation, before=INVITATIONS.snapshot(invitation))
     invitation.delete()
 
 
@@ -211,12 +182,7 @@ def invitation_cancel(*, invitation: Invitation, actor_role: str | None = None) 
     """Withdraw a pending invitation (an owner's only by an owner); audited."""
     invitation = Invitation.objects.unscoped().select_for_update().get(pk=invitation.pk)
     _check_can_assign(actor_role, invitation.role)
-    audit_record(
-        action="membership.invite_cancel",
-        target=invitation,
-        tenant=invitation.tenant,
-        before=snapshot(invitation, _INVITATION_FIELDS),
-    )
+    INVITATIONS.record("invite_cancel", invitation, before=INVITATIONS.snapshot(invitation))
     invitation.delete()
 
 

@@ -7,26 +7,24 @@ from rest_framework import serializers
 
 from controlplane.api.fields import (
     SLUG,
+    ManagedFields,
     MetadataUpdateSerializer,
-    TagsField,
+    PublishSerializer,
     VersionNoteField,
     optional_related,
 )
-from controlplane.choices import Status
 from runs.choices import RunStatus
 from runs.models import AgentMemory, Run, RunEvent, StepRun, Workflow, WorkflowVersion
 from runs.pins import pinned_versions
 
 
-class WorkflowSerializer(serializers.ModelSerializer):
+class WorkflowSerializer(ManagedFields, serializers.ModelSerializer):
     slug = serializers.CharField(**SLUG)
     definition = serializers.JSONField(
         write_only=True, help_text="See GET /api/v1/schemas/workflow-definition/"
     )
     note = VersionNoteField(write_only=True)
     version = optional_related("current_version.number", serializers.IntegerField)
-    tags = TagsField(required=False)
-    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
     class Meta:
         model = Workflow
@@ -53,19 +51,15 @@ class WorkflowSerializer(serializers.ModelSerializer):
         return data
 
 
-class WorkflowUpdateSerializer(MetadataUpdateSerializer):
+class WorkflowUpdateSerializer(MetadataUpdateSerializer, ManagedFields):
     versioned_hint = (
         "A new definition publishes a new version: POST "
         '.../workflows/<slug>/publish/ with {"definition": ..., "note": ...}.'
     )
 
-    tags = TagsField(required=False)
-    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
-
-class WorkflowPublishSerializer(serializers.Serializer):
+class WorkflowPublishSerializer(PublishSerializer):
     definition = serializers.JSONField()
-    note = VersionNoteField()
 
 
 class WorkflowValidateSerializer(serializers.Serializer):

@@ -446,7 +446,7 @@ class TestAtomicWithCaller:
         user = UserFactory()
         with (
             mock.patch(
-                "controlplane.tenancy.services.audit_record",
+                "controlplane.entities.audit_record",
                 side_effect=RuntimeError("audit store unavailable"),
             ),
             pytest.raises(RuntimeError, match="audit store unavailable"),

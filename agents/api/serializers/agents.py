@@ -12,16 +12,16 @@ from agents.models import (
 )
 from controlplane.api.fields import (
     SLUG,
+    ManagedFields,
     MetadataUpdateSerializer,
-    TagsField,
+    PublishSerializer,
     VersionNoteField,
     optional_related,
 )
 from controlplane.api.versions import DiffChangeSerializer
-from controlplane.choices import Status
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(ManagedFields, serializers.ModelSerializer):
     slug = serializers.CharField(**SLUG)
     kind = serializers.ChoiceField(choices=AgentKind.choices)
     config = serializers.JSONField(
@@ -34,8 +34,6 @@ class AgentSerializer(serializers.ModelSerializer):
     simulated = serializers.SerializerMethodField(
         help_text="True when the current version uses the offline simulated provider."
     )
-    tags = TagsField(required=False)
-    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
     class Meta:
         model = Agent
@@ -77,20 +75,16 @@ class AgentSerializer(serializers.ModelSerializer):
         return kinds[slug] == ProviderKind.SIMULATED
 
 
-class AgentUpdateSerializer(MetadataUpdateSerializer):
+class AgentUpdateSerializer(MetadataUpdateSerializer, ManagedFields):
     versioned_field = "config"
     versioned_hint = (
         "Configuration changes publish a new version: "
         'POST .../agents/<slug>/publish/ with {"config": ..., "note": ...}.'
     )
 
-    tags = TagsField(required=False)
-    status = serializers.ChoiceField(choices=Status.choices, required=False)
 
-
-class AgentPublishSerializer(serializers.Serializer):
+class AgentPublishSerializer(PublishSerializer):
     config = serializers.JSONField()
-    note = VersionNoteField()
 
 
 class AgentRollbackSerializer(serializers.Serializer):
