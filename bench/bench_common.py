@@ -8,7 +8,11 @@ The scripts run as ``.venv/bin/python bench/<name>.py``, so this module is impor
 from __future__ import annotations
 
 import os
+import shlex
+import sqlite3
 import sys
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +258,123 @@ def seed(env: dict, provider_url: str) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"seeding failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Product:
+    """The product in one mode, seeded, with the fake provider; ``stop`` ends it all."""
+
+    def __init__(
+        self,
+        mode: str,
+        workdir: str,
+        worker_cmd: str | None = None,
+        *,
+        database: str,
+        redis_url: str,
+    ) -> None:
+        """``database``/``redis_url``: the bench's own (production mode; reset at start)."""
+        self.mode = mode
+        self.database = database
+        self.redis_url = redis_url
+        self.workdir = Path(workdir) / mode
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.processes = Processes(str(self.workdir))
+        self.worker_cmd = worker_cmd
+        production = mode == "production"
+        pg = f"postgres://postgres@127.0.0.1:5432/{database}"
+        self.env = product_env(
+            str(self.workdir), pg if production else None, redis_url if production else None
+        )
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self.mode == "production":
+            reset_databases(self.database, self.redis_url)
+        self.provider = start_fake_provider(self.processes, 0.01)
+        run_manage(self.env, "migrate", "--noinput", "-v0")  # as `make migrate`
+        self.seeded = seed(self.env, self.provider)
+        web = make_command("web", HOST="127.0.0.1", PORT=str(self.port))
+        if self.mode == "production":
+            worker = make_command("worker")
+            if self.worker_cmd:
+                worker = shlex.split(self.worker_cmd)
+                if not os.path.isabs(worker[0]) and (BIN / worker[0]).exists():
+                    worker[0] = str(BIN / worker[0])
+            beat = [
+                a.replace("var/", f"{self.workdir}/") for a in make_command("beat")
+            ]  # its schedule file in the bench's temp dir, not the checkout's var/
+            self.worker_argv = worker
+            self.processes.start("worker", worker, self.env)
+            self.processes.start("beat", beat, self.env)
+        self.processes.start("web", web, self.env)
+        if not wait_http(f"{self.base}/healthz", 60):
+            raise SystemExit(f"the web process did not answer:\n{self.processes.log_tail('web')}")
+        if self.mode == "production" and not wait_http(f"{self.base}/readyz", 60):
+            print("warning: /readyz is not 200 after 60 s (no worker heartbeat?)", file=sys.stderr)
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+
+    def db(self) -> Database:
+        if self.mode == "production":
+            return Database(self.env["DATABASE_URL"], self.seeded["tables"])
+        return Database(str(self.workdir / "controlplane.sqlite3"), self.seeded["tables"])
+
+
+class Database:
+    """Reads run and step states straight from the product's database (PostgreSQL, or the
+    embedded SQLite file read-only: WAL lets it read beside the writer)."""
+
+    def __init__(self, target: str, tables: dict) -> None:
+        self.tables = tables
+        self.sqlite = not target.startswith("postgres")
+        if self.sqlite:
+            self.conn = sqlite3.connect(
+                f"file:{target}?mode=ro", uri=True, timeout=10, check_same_thread=False
+            )
+            self.param = "?"
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(target, autocommit=True)
+            self.param = "%s"
+        self.lock = threading.Lock()
+
+    def rows(self, sql: str, *args) -> list[tuple]:
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute(sql.replace("%s", self.param), args)
+            return cur.fetchall()
+
+    def max_run_id(self) -> int:
+        return self.rows(f"SELECT COALESCE(MAX(id), 0) FROM {self.tables['run']}")[0][0]
+
+    def states(self, since: int) -> tuple[dict, dict]:
+        """Runs and steps (of runs after ``since``) by status."""
+        runs = self.rows(
+            f"SELECT status, COUNT(*) FROM {self.tables['run']} WHERE id > %s GROUP BY status",
+            since,
+        )
+        steps = self.rows(
+            f"SELECT status, COUNT(*) FROM {self.tables['step']} WHERE run_id > %s GROUP BY status",
+            since,
+        )
+        return dict(runs), dict(steps)
+
+    def last_finished(self, since: int) -> float | None:
+        """The epoch time of the last run's ``finished_at``."""
+        value = self.rows(
+            f"SELECT MAX(finished_at) FROM {self.tables['run']} WHERE id > %s", since
+        )[0][0]
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite: naive UTC text
+            value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return value.timestamp()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 BENCH_TENANT = "bench"
