@@ -45,6 +45,7 @@ def setup_django(*, migrate: bool) -> None:
 
 BIN = Path(sys.executable).parent  # the venv's bin: the Makefile's $(BIN)
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+OBSERVER = "bench-observer"  # application_name of the benches' own database reads
 
 
 def free_port() -> int:
@@ -337,7 +338,8 @@ class Database:
         else:
             import psycopg
 
-            self.conn = psycopg.connect(target, autocommit=True)
+            # named, so the connection counts of bench/concurrency.py leave it out
+            self.conn = psycopg.connect(target, autocommit=True, application_name=OBSERVER)
             self.param = "%s"
         self.lock = threading.Lock()
 

@@ -37,7 +37,7 @@ import threading
 import time
 
 import httpx
-from bench_common import BENCH_AGENT, PG_ADMIN_URL, Product, pct
+from bench_common import BENCH_AGENT, OBSERVER, PG_ADMIN_URL, Product, pct
 
 PG_DB = os.environ.get("BENCH_CONC_DATABASE", "cp_bench_conc")
 REDIS = os.environ.get("BENCH_CONC_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -70,8 +70,8 @@ class PgConnections(threading.Thread):
             while not self.halt.is_set():
                 self.open, self.active = conn.execute(
                     "SELECT COUNT(*), COUNT(*) FILTER (WHERE state IS DISTINCT FROM 'idle') "
-                    "FROM pg_stat_activity WHERE datname = %s",
-                    (PG_DB,),
+                    "FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
+                    (PG_DB, OBSERVER),
                 ).fetchone()
                 self.peak_open = max(self.peak_open, self.open)
                 self.peak_active = max(self.peak_active, self.active)
@@ -182,11 +182,15 @@ async def run_case(
                     errors.append(f"not finished after {timeout:.0f} s: {run_states}")
                     return
 
-        tasks = [asyncio.create_task(poster()) for _ in range(clients)]
+        posted_in = 0.0
+
+        async def posters() -> None:
+            nonlocal posted_in
+            await asyncio.gather(*(poster() for _ in range(clients)))
+            posted_in = time.time() - started
+
         sampling = asyncio.create_task(list_sampler()) if name == "single" else None
-        await asyncio.gather(*tasks)
-        posted_in = time.time() - started
-        await watcher()
+        await asyncio.gather(posters(), watcher())
         done.set()
         if sampling:
             await sampling
@@ -327,9 +331,25 @@ def print_timeline(result: dict) -> None:
         "at_provider",
         "pg_open",
     ]
+    timeline = result["timeline"]
+    steady = [r for r in timeline if r["posted"] == result["runs"]]
+    rate = "no steady phase"
+    if len(steady) > 1:
+        span = max(0.1, steady[-1]["t"] - steady[0]["t"])
+        rate = f"{(steady[-1]['finished'] - steady[0]['finished']) / span:.1f} runs finished"
+        rate += " per second once all were posted"
+    print(
+        f"POSTs took {result['posted_in_s']:.1f} s (p50 {result['post_p50_ms']:.0f} ms); "
+        f"at most {max((r['steps_running'] for r in timeline), default=0)} steps running and "
+        f"{result['provider_peak']} requests at the provider at once; {rate}"
+    )
+    every = max(1, len(timeline) // 60)  # about 60 rows
+    if every > 1:
+        print(f"(every {every}th row of {len(timeline)})")
     print("  ".join(f"{c:>13}" for c in columns))
-    for row in result["timeline"]:
-        print("  ".join(f"{'-' if row[c] is None else row[c]!s:>13}" for c in columns))
+    for index, row in enumerate(timeline):
+        if index % every == 0 or index == len(timeline) - 1:
+            print("  ".join(f"{'-' if row[c] is None else row[c]!s:>13}" for c in columns))
     if result["error_samples"]:
         print("errors, first ones:", *result["error_samples"], sep="\n  ")
 
