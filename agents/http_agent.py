@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from agents.models import AgentVersion, Secret
-from controlplane import egress
+from controlplane import aio, egress
 
 # The secret's place in ``auth_format``: "{}" or "{secret}", nothing else is a placeholder.
 AUTH_PLACEHOLDER = re.compile(r"\{(?:secret)?\}")
@@ -81,8 +81,7 @@ def call_http_agent(
     timeout = float(config.get("timeout_seconds", 30))
     started = time.perf_counter()
     try:
-        with httpx.Client(transport=egress.httpx_transport(), follow_redirects=False) as client:
-            response = client.post(config["url"], json=body, headers=headers, timeout=timeout)
+        response = aio.run(lambda: _post(config["url"], body, headers, timeout))
     except egress.EgressRefused as exc:
         raise HttpAgentError(exc.message, retryable=False) from None
     except httpx.HTTPError:
@@ -154,6 +153,16 @@ def _status_line(status: int) -> str:
         return f"HTTP {status} {http.HTTPStatus(status).phrase}"
     except ValueError:
         return f"HTTP {status}"
+
+
+async def _post(
+    url: str, body: dict[str, Any], headers: dict[str, str], timeout: float
+) -> httpx.Response:
+    """One POST on the process's I/O loop: cancelling the step closes the connection."""
+    async with httpx.AsyncClient(
+        transport=egress.httpx_async_transport(), follow_redirects=False
+    ) as client:
+        return await client.post(url, json=body, headers=headers, timeout=timeout)
 
 
 def _where(url: str) -> str:

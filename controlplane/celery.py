@@ -15,6 +15,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 app = Celery("controlplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# A task hands its step to threads sharing the process's database pool (runs.execution.
+# inflight) and returns at once; Celery's Django fix-up would close that pool after every
+# task under the steps still using it. The child process still drops what it inherited at
+# fork; threads give their connections back themselves (controlplane.aio.release_db).
+app.conf.CELERY_DB_REUSE_MAX = 2**62
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)

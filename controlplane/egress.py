@@ -279,14 +279,25 @@ def httpx_transport() -> httpx.HTTPTransport:
     return _guard_pool(httpx.HTTPTransport(), _GuardedBackend, httpcore.ConnectError)
 
 
+def httpx_async_transport() -> httpx.AsyncHTTPTransport:
+    """The async counterpart of ``httpx_transport`` (HTTP tools on the I/O loop)."""
+    return _guard_pool(httpx.AsyncHTTPTransport(), _AsyncGuardedBackend, httpcore.ConnectError)
+
+
 def httpx2_transport() -> httpx2.HTTPTransport:
     """An ``httpx2`` transport (the ``openai`` and ``anthropic`` SDKs) behind the guard."""
     return _guard_pool(httpx2.HTTPTransport(), _GuardedBackend, httpcore2.ConnectError)
 
 
-def httpx2_async_transport() -> httpx2.AsyncHTTPTransport:
-    """An async ``httpx2`` transport (the ``mcp`` client) behind the guard."""
-    return _guard_pool(httpx2.AsyncHTTPTransport(), _AsyncGuardedBackend, httpcore2.ConnectError)
+def httpx2_async_transport(max_connections: int = 100) -> httpx2.AsyncHTTPTransport:
+    """An async ``httpx2`` transport (the SDKs' async clients, the ``mcp`` client) behind the
+    guard, with at most ``max_connections`` open at once."""
+    limits = httpx2.Limits(
+        max_connections=max_connections, max_keepalive_connections=min(max_connections, 100)
+    )
+    return _guard_pool(
+        httpx2.AsyncHTTPTransport(limits=limits), _AsyncGuardedBackend, httpcore2.ConnectError
+    )
 
 
 def refused_in(err: BaseException | None) -> EgressRefused | None:

@@ -204,14 +204,26 @@ if EMBEDDED:
         }
     }
 else:
+    # A bounded pool per process (psycopg_pool): a thread holds a connection only while it
+    # queries; steps waiting on I/O hold none (controlplane.aio.release_db). 0 turns pooling
+    # off (then DB_CONN_MAX_AGE applies).
+    DB_POOL_SIZE = env.int("DB_POOL_SIZE", 8, minimum=0)
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env.int("DB_CONN_MAX_AGE", 0, minimum=0)
+            DATABASE_URL,
+            conn_max_age=0 if DB_POOL_SIZE else env.int("DB_CONN_MAX_AGE", 0, minimum=0),
         )
     }
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
         "DB_CONNECT_TIMEOUT", 5, minimum=1
     )
+    if DB_POOL_SIZE:
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_SIZE,
+            # a thread waits this long for a free connection, then the request/step fails
+            "timeout": env.int("DB_POOL_TIMEOUT", 30, minimum=1),
+        }
 DATABASES["default"]["TEST"] = (
     {"NAME": env.str("TEST_DATABASE_NAME")} if env.is_set("TEST_DATABASE_NAME") else {}
 )
@@ -272,7 +284,15 @@ EGRESS_ALLOWED_NETWORKS = env.networks("EGRESS_ALLOWED_NETWORKS", [])
 STEP_LEASE_SECONDS = env.int("STEP_LEASE_SECONDS", 30, minimum=2)
 STEP_DEFAULT_TIMEOUT_SECONDS = env.int("STEP_DEFAULT_TIMEOUT_SECONDS", 300, minimum=1)
 SWEEP_REDISPATCH_AFTER_SECONDS = env.int("SWEEP_REDISPATCH_AFTER_SECONDS", 15, minimum=1)
-STEP_EXECUTOR_THREADS = env.int("STEP_EXECUTOR_THREADS", 8, minimum=1)
+# Steps one worker process runs at once; past it the worker takes no more messages. A step
+# waiting on I/O costs a parked thread and a coroutine, no database connection.
+STEP_MAX_IN_FLIGHT = env.int("STEP_MAX_IN_FLIGHT", 200, minimum=1)
+# On a warm shutdown a worker waits this long for its steps in flight to finish.
+STEP_DRAIN_SECONDS = env.int("STEP_DRAIN_SECONDS", 10, minimum=0)
+# Async SDK clients kept per process (one per provider configuration) and the most HTTP
+# connections each may open (the per-provider limit, max_concurrency, is enforced apart).
+PROVIDER_CLIENTS_CACHED = env.int("PROVIDER_CLIENTS_CACHED", 64, minimum=1)
+PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", 1000, minimum=1)
 RUN_DEFAULT_DEADLINE_SECONDS = env.int("RUN_DEFAULT_DEADLINE_SECONDS", 24 * 3600, minimum=1)
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
+from django.conf import settings
 
 from agents.providers.base import (
     STOP_END,
@@ -32,7 +33,7 @@ from agents.providers.base import (
     json_text,
     model_ids,
 )
-from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms, shared_client
 from controlplane import egress
 
 if TYPE_CHECKING:
@@ -76,25 +77,27 @@ class AnthropicAdapter(SdkAdapter):
         any=anthropic.AnthropicError,
     )
     default_base_url = DEFAULT_BASE_URL
-    _client: anthropic.Anthropic | None
 
-    def client(self) -> anthropic.Anthropic:
-        if self._client is None:
-            key = self.api_key()
-            if not key:
-                raise self.error(
-                    f"No API key for {self.label}: store one, or name the environment variable "
-                    "that holds it."
-                )
-            self._client = anthropic.Anthropic(
+    def client(self) -> anthropic.AsyncAnthropic:
+        key = self.api_key()
+        if not key:
+            raise self.error(
+                f"No API key for {self.label}: store one, or name the environment variable "
+                "that holds it."
+            )
+        return shared_client(
+            self.client_key(),
+            lambda: anthropic.AsyncAnthropic(
                 base_url=self.base_url,
                 api_key=key,
                 timeout=float(self.provider.timeout_seconds),
                 max_retries=0,
                 # Every connection, redirect and retry of the SDK passes the egress guard.
-                http_client=anthropic.DefaultHttpxClient(transport=egress.httpx2_transport()),
-            )
-        return self._client
+                http_client=anthropic.DefaultAsyncHttpxClient(
+                    transport=egress.httpx2_async_transport(settings.PROVIDER_MAX_CONNECTIONS)
+                ),
+            ),
+        )
 
     def chat(
         self,

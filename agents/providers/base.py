@@ -146,13 +146,6 @@ class Adapter(abc.ABC):
     def test_connection(self) -> ConnectionCheck:
         """Make one cheap call and report, in plain words, whether the provider answers."""
 
-    def close(self) -> None:
-        """Release the SDK client (and its connections) the adapter holds, if any."""
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
-            self._client = None
-
     @property
     def label(self) -> str:
         return f"provider '{self.provider.slug}'"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import openai
+from django.conf import settings
 from openai.types.chat import ChatCompletion
 
 from agents.providers.base import (
@@ -32,7 +33,7 @@ from agents.providers.base import (
     model_ids,
     shorten,
 )
-from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms, shared_client
 from controlplane import egress
 
 if TYPE_CHECKING:
@@ -68,19 +69,21 @@ class OpenAIAdapter(SdkAdapter):
         any=openai.OpenAIError,
     )
     default_base_url = DEFAULT_BASE_URL
-    _client: openai.OpenAI | None
 
-    def client(self) -> openai.OpenAI:
-        if self._client is None:
-            self._client = openai.OpenAI(
+    def client(self) -> openai.AsyncOpenAI:
+        return shared_client(
+            self.client_key(),
+            lambda: openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self.api_key() or NO_KEY_PLACEHOLDER,
                 timeout=float(self.provider.timeout_seconds),
                 max_retries=0,
                 # Every connection, redirect and retry of the SDK passes the egress guard.
-                http_client=openai.DefaultHttpxClient(transport=egress.httpx2_transport()),
-            )
-        return self._client
+                http_client=openai.DefaultAsyncHttpxClient(
+                    transport=egress.httpx2_async_transport(settings.PROVIDER_MAX_CONNECTIONS)
+                ),
+            ),
+        )
 
     def chat(
         self,

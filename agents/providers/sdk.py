@@ -1,17 +1,32 @@
 """The shared part of the adapters that call a vendor SDK (``openai_compat``,
-``anthropic_provider``): one translation of the SDK's failures into ProviderErrors."""
+``anthropic_provider``): one translation of the SDK's failures into ProviderErrors, and
+the SDKs' async clients, shared by every call in the process.
+
+Every call runs as a coroutine on the process's I/O loop (``controlplane.aio``): a step
+waiting on its model holds no thread in a socket and no database connection, and a
+cancelled or timed-out step closes the request at once. One client per provider
+configuration is kept (``shared_client``) so calls reuse their HTTP connections.
+"""
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import collections
 import dataclasses
 import json
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.conf import settings
+
 from agents.providers.base import Adapter, ProviderError, connection_reason, endpoint, shorten
-from controlplane import egress
+from agents.providers.slots import provider_slot
+from controlplane import aio, egress
 
 if TYPE_CHECKING:
     from agents.models import ProviderConnection
@@ -43,7 +58,8 @@ class SdkAdapter(Adapter):
 
     def __init__(self, provider: ProviderConnection):
         super().__init__(provider)
-        self._client: Any = None  # the SDK's client, made on first use
+        # called (in the step's thread) when a call must wait for a free provider slot
+        self.on_slot_wait: Callable[[], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -57,14 +73,37 @@ class SdkAdapter(Adapter):
     def status_error(self, err: Any, model: str | None) -> ProviderError:
         """The error for the SDK's HTTP status exception ``err``."""
 
+    async def _in_slot(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        provider = self.provider
+        if provider.pk is None:  # a connection test of a provider not saved yet
+            return await fn()
+        waiting = self.on_slot_wait
+        async with provider_slot(
+            provider.pk,
+            provider.max_concurrency,
+            holder=f"{socket.gethostname()}:{os.getpid()}",
+            on_wait=(lambda: aio.in_caller(waiting)) if waiting is not None else None,
+        ):
+            return await fn()
+
     def who(self) -> str:
         return f"{self.label.capitalize()} at {endpoint(self.base_url)}"
 
-    def call(self, fn: Callable[[], Any], model: str | None) -> Any:
-        """Run one SDK call and translate every way it can fail into a ProviderError."""
+    def client_key(self) -> tuple[Any, ...]:
+        """What makes two providers' clients interchangeable (the key is part of it)."""
+        return (
+            type(self).__name__,
+            self.base_url,
+            self.api_key(),
+            float(self.provider.timeout_seconds),
+        )
+
+    def call(self, fn: Callable[[], Awaitable[Any]], model: str | None) -> Any:
+        """Run one SDK call on the I/O loop, inside one of the provider's concurrency slots
+        (``max_concurrency``); translate every way it can fail into a ProviderError."""
         sdk = self.sdk
         try:
-            return fn()
+            return aio.run(lambda: self._in_slot(fn))
         except ProviderError:
             raise
         except egress.EgressRefused as err:
@@ -95,6 +134,29 @@ class SdkAdapter(Adapter):
             raise self.not_json() from None
         except (sdk.any, ValueError) as err:
             raise self.error(f"The {sdk.name} SDK refused the call: {shorten(str(err))}") from None
+
+
+_clients_lock = threading.Lock()
+_clients: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+
+
+def shared_client(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """The process's async SDK client for ``key``, made on first use; the least recently used
+    is closed when more than ``PROVIDER_CLIENTS_CACHED`` are kept."""
+    key = (os.getpid(), *key)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+            return client
+        client = _clients[key] = make()
+        evicted = []
+        while len(_clients) > settings.PROVIDER_CLIENTS_CACHED:
+            evicted.append(_clients.popitem(last=False)[1])
+    for old in evicted:
+        # closed on the loop, after the calls already using it have their answers
+        aio.loop().call_soon_threadsafe(asyncio.ensure_future, old.close())
+    return client
 
 
 def elapsed_ms(started: float) -> float:

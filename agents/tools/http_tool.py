@@ -28,7 +28,7 @@ from agents.tools.base import (
     no_answer,
     status_line,
 )
-from controlplane import egress
+from controlplane import aio, egress
 
 if TYPE_CHECKING:
     from agents.models import Tool
@@ -109,10 +109,10 @@ def _redirect_target(response: httpx.Response) -> str | None:
     return str(response.request.url.join(location))
 
 
-def _read_capped(response: httpx.Response, deadline: float, timeout_seconds: float) -> bytes:
+async def _read_capped(response: httpx.Response, deadline: float, timeout_seconds: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise ToolError(
@@ -150,13 +150,47 @@ def send_http(
     the original host. Network failures and timeouts become ``ToolError`` in one wording
     that does not tell a closed port from a server that speaks something else; HTTP
     statuses do not raise.
+
+    The request runs on the process's I/O loop (``controlplane.aio``): waiting costs no
+    thread in a socket, and cancelling the step closes the connection at once.
     """
     deadline = deadline if deadline is not None else time.monotonic() + timeout_seconds
+    return aio.run(
+        lambda: _send(
+            method=method,
+            url=url,
+            allowed_hosts=allowed_hosts,
+            headers=headers,
+            secret_header_names=secret_header_names,
+            timeout_seconds=timeout_seconds,
+            deadline=deadline,
+            json_body=json_body,
+            send_body=send_body,
+            params=params,
+        )
+    )
+
+
+async def _send(
+    *,
+    method: str,
+    url: str,
+    allowed_hosts: list[str],
+    headers: dict[str, str],
+    secret_header_names: set[str],
+    timeout_seconds: float,
+    deadline: float,
+    json_body: Any,
+    send_body: bool,
+    params: list[tuple[str, str]] | None,
+) -> HttpResponse:
     method = method.upper()
     host = check_host_allowed(url, allowed_hosts)
     first_host = host
     request_headers = {"User-Agent": USER_AGENT, **headers}
-    with httpx.Client(follow_redirects=False, transport=egress.httpx_transport()) as client:
+    async with httpx.AsyncClient(
+        follow_redirects=False, transport=egress.httpx_async_transport()
+    ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -171,12 +205,14 @@ def send_http(
             )
             started = time.monotonic()
             try:
-                response = client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     target = _redirect_target(response)
-                    body = b"" if target else _read_capped(response, deadline, timeout_seconds)
+                    body = (
+                        b"" if target else await _read_capped(response, deadline, timeout_seconds)
+                    )
                 finally:
-                    response.close()
+                    await response.aclose()
             except egress.EgressRefused as exc:
                 raise egress_error(exc) from None
             except httpx.TimeoutException:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from agents.choices import McpTransport
 from agents.services.mcp_servers import stdio_command_problem
 from agents.tools.base import ToolError, egress_error, no_answer
-from controlplane import egress
+from controlplane import aio, egress
 
 if TYPE_CHECKING:
     from agents.models import McpServer
@@ -57,11 +57,15 @@ class DiscoveredTool:
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn`` to completion from sync code, also when this thread already runs a loop."""
+    """Run ``fn`` to completion from sync code, also when this thread already runs a loop.
+
+    From sync code it runs on the process's I/O loop (``controlplane.aio``): cancelling the
+    step closes the session at once.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return anyio.run(fn)
+        return aio.run(fn)
     # An event loop here (an async caller) cannot be re-entered: use a thread of our own.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(anyio.run, fn).result()

@@ -1,5 +1,5 @@
 """Claiming a step and running its executor: the conditional claim, the lease heartbeat,
-the per-process executor pool and the step timeout."""
+the per-process executor pool, the step timeout and the step's cancel scope."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from controlplane import context
+from controlplane import aio, context
 from controlplane.payloads import clip
 from runs.choices import RunStatus, StepStatus
 from runs.events import emit
 from runs.execution.executors import execute
+from runs.execution.inflight import scopes
 from runs.execution.outcomes import StepAbandoned, StepCancelled, StepFailure, StepOutcome
 from runs.execution.policy_guard import StepPolicy
 from runs.execution.step_context import StepContext, definition_of, lease_seconds
@@ -32,6 +33,9 @@ from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run
 from runs.models import Run, StepRun
 
 logger = logging.getLogger(__name__)
+# how often an executor's check_cancel reads the run's status itself (the run-ended
+# announcement normally tells it at once)
+CANCEL_POLL_SECONDS = 1.0
 
 
 def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
@@ -83,7 +87,8 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
 
 
 class _Leases:
-    """One heartbeat thread per process renews the lease of every step it is running."""
+    """One heartbeat thread per process renews the lease of every step it is running, and
+    stops those whose run ended (the fallback for a lost run-ended announcement)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -114,6 +119,18 @@ class _Leases:
                 except Exception:  # the database is away: the sweeper will sort it out
                     logger.warning("lease of step %s not renewed", step_id, exc_info=True)
                     connection.close()
+            try:
+                run_ids = scopes.run_ids()
+                if run_ids:
+                    ended = (
+                        Run.objects.unscoped().filter(pk__in=run_ids).exclude(status__in=ACTIVE_RUN)
+                    )
+                    for run_id, status in ended.values_list("pk", "status"):
+                        scopes.cancel_run(run_id, f"the run is {status}")
+            except Exception:
+                logger.warning("run status check failed", exc_info=True)
+                connection.close()
+            aio.release_db()
 
 
 leases = _Leases()
@@ -122,14 +139,15 @@ _pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 
 
 def _executor_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """A per-process pool whose threads keep their database connection between steps."""
+    """A per-process pool for executors: one thread per step in flight (inflight.py bounds
+    them), so a step never queues behind another's executor."""
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():
             _pool = (
                 os.getpid(),
                 concurrent.futures.ThreadPoolExecutor(
-                    max_workers=settings.STEP_EXECUTOR_THREADS, thread_name_prefix="step"
+                    max_workers=settings.STEP_MAX_IN_FLIGHT, thread_name_prefix="step"
                 ),
             )
         return _pool[1]
@@ -185,13 +203,23 @@ def run_executor(step: StepRun, token: str) -> StepOutcome:
         deadline = min(deadline, started + (run.deadline - timezone.now()).total_seconds())
     abandoned = threading.Event()
     counter = itertools.count(step.state.get("calls_started", 0) if step.state else 0)
+    # cancelled by the run-ended announcement (inflight.py) or the timeout: aborts the I/O
+    scope = aio.CancelScope(StepCancelled)
+    checked = [time.monotonic()]  # the claim just saw the run active
 
     def check_cancel() -> None:
         if abandoned.is_set():
             raise StepCancelled("the step was abandoned after its timeout")
-        status = Run.objects.unscoped().filter(pk=run.pk).values_list("status", flat=True).first()
-        if status not in ACTIVE_RUN:
-            raise StepCancelled(f"the run is {status}")
+        scope.check()
+        # the announcement can be lost (Redis away): read the status now and then
+        if time.monotonic() - checked[0] >= CANCEL_POLL_SECONDS:
+            checked[0] = time.monotonic()
+            status = (
+                Run.objects.unscoped().filter(pk=run.pk).values_list("status", flat=True).first()
+            )
+            if status not in ACTIVE_RUN:
+                scope.cancel(f"the run is {status}")
+                scope.check()
 
     def emit_now(type: str, payload: dict[str, Any]) -> None:
         if abandoned.is_set():
@@ -223,30 +251,36 @@ def run_executor(step: StepRun, token: str) -> StepOutcome:
             dataclasses.replace(current, tenant=run.tenant, system=f"worker:{step.claimed_by}")
         )
         try:
-            if abandoned.is_set():  # started only after its timeout (every thread was busy)
-                raise StepCancelled("the step was abandoned after its timeout")
-            _usable_connection()
-            if ctx.policy().policy_set.budgets:
-                ctx.policy().step_started()
-            return execute(ctx)
+            with scope.bound():
+                if abandoned.is_set():  # started only after its timeout (every thread was busy)
+                    raise StepCancelled("the step was abandoned after its timeout")
+                _usable_connection()
+                if ctx.policy().policy_set.budgets:
+                    ctx.policy().step_started()
+                return execute(ctx)
         finally:
             # leave() first: a StepAbandoned sent before it lands in this frame (the Python
             # call below), never in the pool's code after it
             thread.leave()
             context.reset_context(token_ctx)
+            aio.release_db()
 
     leases.hold(step.pk, token)
+    scopes.add(run.pk, scope)
     try:
         future = _executor_pool().submit(target)
+        aio.release_db()  # this thread only waits now; the executor needs a connection
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
             abandoned.set()
             future.cancel()  # not started yet: it never will
+            scope.cancel("the step was abandoned after its timeout")  # closes its I/O
             if thread.stop():
                 logger.warning("step %s passed its timeout: its executor was stopped", step.pk)
             raise StepFailure(
                 f"the step timed out after {timeout:g} s", code="timeout", retryable=True
             ) from None
     finally:
+        scopes.remove(run.pk, scope)
         leases.release(step.pk)

@@ -173,6 +173,16 @@ class _AgentLoop:
             adapter = get_adapter(provider)
         except ProviderError as err:
             raise self.config_error(err.message) from None
+        if hasattr(adapter, "on_slot_wait"):
+            # the run shows why the step is not calling its model yet
+            adapter.on_slot_wait = lambda: call.emit(
+                "step.waiting_for_slot",
+                {
+                    "agent": self.slug,
+                    "provider": provider.slug,
+                    "reason": f"waiting for a provider slot ({provider.max_concurrency} in use)",
+                },
+            )
         try:
             return self.loop(adapter, provider)
         except StepWaiting as waiting:  # a policy asked for an approval: keep what was spent
@@ -180,8 +190,6 @@ class _AgentLoop:
             waiting.output_tokens += self.output_tokens
             waiting.cost_usd += self.cost
             raise
-        finally:
-            adapter.close()
 
     def config_error(self, message: str) -> StepFailure:
         return StepFailure(message, code="config_error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane import context
@@ -12,6 +13,7 @@ from controlplane.payloads import clip
 from runs.approvals.services import approvals_cancel_for_run
 from runs.choices import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 from runs.events import emit
+from runs.execution.inflight import announce_run_ended
 from runs.models import Run, StepRun
 
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
@@ -46,6 +48,8 @@ def finish_run(run: Run, status: str, reason: str = "", output: Any = None) -> N
         run=run, status__in=[StepStatus.QUEUED, StepStatus.WAITING]
     ).update(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
     approvals_cancel_for_run(run=run)
+    # its steps still in flight, in any worker process, stop now (their I/O is closed)
+    transaction.on_commit(lambda: announce_run_ended(run.pk, status), robust=True)
     emit(run=run, type=f"run.{status}", payload={"reason": reason, "output": clip(output)})
     with context.tenant_context(run.tenant):
         audit_record(

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents.choices import AgentKind
 from agents.models import Tool
 from agents.tools.base import ToolContext, ToolError, execute_tool
-from controlplane import context
+from controlplane import aio, context
 from controlplane.choices import Status
 from policies.decision import PolicyRequest
 from runs.approvals.services import approval_create
@@ -149,17 +149,19 @@ def parallel_step(ctx: StepContext) -> StepOutcome:
     done: dict[str, Any] = dict((ctx.step.state or {}).get("branches", {}))
     usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
     current = context.current()
+    scope = aio.current_scope() or aio.CancelScope()
 
     def run_branch(
         name: str, slug: str, branch_input: Any, tools: list[str] | None
     ) -> tuple[str, AgentResult]:
         token = context.set_context(current)
         try:
-            agent, version = load_agent(ctx, slug)
-            ctx.emit("branch.started", {"branch": name, "agent": slug})
-            result = invoke(make_call(ctx, agent, version, branch_input, tools=tools), ctx)
-            ctx.emit("branch.finished", {"branch": name, "agent": slug})
-            return name, result
+            with scope.bound():  # the step's cancel and timeout reach its branches' I/O
+                agent, version = load_agent(ctx, slug)
+                ctx.emit("branch.started", {"branch": name, "agent": slug})
+                result = invoke(make_call(ctx, agent, version, branch_input, tools=tools), ctx)
+                ctx.emit("branch.finished", {"branch": name, "agent": slug})
+                return name, result
         finally:
             context.reset_context(token)
             connection.close()
