@@ -59,6 +59,7 @@ from agents.services.tools import tool_create, tool_grant_create, tool_grant_del
 from agents.tools.base import ToolError
 from controlplane.api.base import (
     WITHOUT_PUT,
+    ServiceCreateMixin,
     ServiceWritesMixin,
     SlugLookupMixin,
     TenantListCreateDestroyViewSet,
@@ -93,7 +94,9 @@ class SlugLookup(SlugLookupMixin):
         ),
     )
 )
-class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantViewSet):
+class AgentViewSet(
+    SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, ServiceCreateMixin, TenantViewSet
+):
     """Agents and their immutable versions. PATCH edits metadata; publish makes a new version."""
 
     model = Agent
@@ -115,6 +118,10 @@ class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantV
     }
     version_model = AgentVersion
     version_serializer_class = AgentVersionSerializer
+    create_service = agent_create
+    # status is an edit's: a new agent starts active
+    create_fields = ("slug", "name", "kind", "config", "description", "tags", "note")
+    records_creator = True
 
     def refine_queryset(self, queryset):
         return queryset.select_related("current_version")
@@ -124,20 +131,6 @@ class AgentViewSet(SlugLookup, VersionDiffMixin, ObjectPermissionsMixin, TenantV
 
     def diff_changes(self, older: AgentVersion, newer: AgentVersion) -> list[dict]:
         return version_diff(older, newer)
-
-    def perform_create(self, serializer):
-        data = serializer.validated_data
-        serializer.instance = agent_create(
-            tenant=self.tenant,
-            slug=data["slug"],
-            name=data["name"],
-            kind=data["kind"],
-            config=data["config"],
-            description=data.get("description", ""),
-            tags=data.get("tags", []),
-            note=data.get("note", ""),
-            created_by=self.request.user,
-        )
 
     @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -272,7 +265,7 @@ class McpServerViewSet(SlugLookup, ServiceWritesMixin, TenantViewSet):
         return Response(ToolSerializer(tools, many=True).data)
 
 
-class SecretViewSet(TenantViewSet):
+class SecretViewSet(ServiceCreateMixin, TenantViewSet):
     """Named secrets (write-only values) referenced by tools and http agents."""
 
     model = Secret
@@ -282,15 +275,7 @@ class SecretViewSet(TenantViewSet):
     lookup_value_regex = r"[a-z0-9-]+"
     ordering = "name"
     http_method_names = WITHOUT_PUT
-
-    def perform_create(self, serializer):
-        data = serializer.validated_data
-        serializer.instance = secret_create(
-            tenant=self.tenant,
-            name=data["name"],
-            value=data["value"],
-            description=data.get("description", ""),
-        )
+    create_service = secret_create
 
     @extend_schema(request=SecretUpdateSerializer, responses=SecretSerializer)
     def partial_update(self, request, *args, **kwargs):

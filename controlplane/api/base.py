@@ -156,21 +156,35 @@ class SlugLookupMixin:
     ordering = "slug"
 
 
-class ServiceWritesMixin:
-    """Create and update through the entity's services, declared by the viewset.
+class ServiceCreateMixin:
+    """Create through the entity's ``create_service``, declared by the viewset.
 
-    ``create_service(tenant=..., **validated)`` and ``update_service(<instance_kwarg>=obj,
-    **validated)``; the serializer validates, the service writes and audits.
+    ``create_service(tenant=..., **validated)``: the serializer validates, the service writes
+    and audits. ``create_fields`` names the validated fields the service takes when the
+    serializer also has fields it does not (``status``: set by an edit, not at creation);
+    ``records_creator`` passes the caller as ``created_by``.
     """
 
     create_service: Callable[..., Any]
-    update_service: Callable[..., Any]
-    instance_kwarg = "obj"
+    create_fields: tuple[str, ...] | None = None  # None: every validated field
+    records_creator = False
 
     def perform_create(self, serializer):
-        serializer.instance = type(self).create_service(
-            tenant=self.tenant, **serializer.validated_data
-        )
+        data = serializer.validated_data
+        if self.create_fields is not None:
+            data = {name: data[name] for name in self.create_fields if name in data}
+        extra = {"created_by": self.request.user} if self.records_creator else {}
+        serializer.instance = type(self).create_service(tenant=self.tenant, **data, **extra)
+
+
+class ServiceWritesMixin(ServiceCreateMixin):
+    """Create and update through the entity's services, declared by the viewset.
+
+    Besides ``create_service``: ``update_service(<instance_kwarg>=obj, **validated)``.
+    """
+
+    update_service: Callable[..., Any]
+    instance_kwarg = "obj"
 
     def perform_update(self, serializer):
         serializer.instance = type(self).update_service(

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from agents.models import Agent
 from controlplane.api.base import (
+    ServiceCreateMixin,
     SlugLookupMixin,
     TenantScopedViewMixin,
     TenantViewSet,
@@ -40,7 +41,7 @@ from runs.selectors import registry_view, with_finished_steps
 workflow_definition_schema = definition_schema_view("workflow", lambda: DEFINITION_SCHEMA)
 
 
-class WorkflowViewSet(SlugLookupMixin, TenantViewSet):
+class WorkflowViewSet(SlugLookupMixin, ServiceCreateMixin, TenantViewSet):
     """Workflows and their immutable versions."""
 
     model = Workflow
@@ -56,22 +57,12 @@ class WorkflowViewSet(SlugLookupMixin, TenantViewSet):
         "versions": "runs.view_workflow",
         "validate": "runs.view_workflow",
     }
+    create_service = workflow_services.workflow_create
+    create_fields = ("slug", "name", "definition", "description", "tags", "note")
+    records_creator = True
 
     def refine_queryset(self, queryset):
         return queryset.select_related("current_version")
-
-    def perform_create(self, serializer):
-        data = serializer.validated_data
-        serializer.instance = workflow_services.workflow_create(
-            tenant=self.tenant,
-            slug=data["slug"],
-            name=data["name"],
-            definition=data["definition"],
-            description=data.get("description", ""),
-            tags=data.get("tags", []),
-            note=data.get("note", ""),
-            created_by=self.request.user,
-        )
 
     @extend_schema(request=WorkflowUpdateSerializer, responses=WorkflowSerializer)
     def partial_update(self, request, *args, **kwargs):
