@@ -8,7 +8,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from controlplane import jsoninput
 from controlplane.api.choices import TokenScope
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import slug_validator
+from controlplane.tenancy.models import USERNAME_MAX_LENGTH, slug_validator, username_validator
 
 
 class LoginForm(AuthenticationForm):
@@ -20,11 +20,10 @@ class LoginForm(AuthenticationForm):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.RegexField(
-        r"^[\w.@+-]+$",
-        max_length=150,
+    username = forms.CharField(
+        max_length=USERNAME_MAX_LENGTH,
+        validators=[username_validator],
         help_text="The account name to invite. They join when they accept the invitation.",
-        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
     )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
 

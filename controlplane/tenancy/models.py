@@ -11,6 +11,9 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1-50 lowercase letters, digits and hyphens, starting and ending with a letter or digit.",
 )
+# an account name to invite, as Django's user model accepts it (checked by the form and the API)
+username_validator = RegexValidator(r"^[\w.@+-]+$", "Use letters, digits and @ . + - _ only.")
+USERNAME_MAX_LENGTH = 150
 
 
 class Tenant(models.Model):
@@ -66,7 +69,7 @@ class Invitation(models.Model):
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    username = models.CharField(max_length=150)
+    username = models.CharField(max_length=USERNAME_MAX_LENGTH)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

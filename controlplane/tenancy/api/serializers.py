@@ -2,7 +2,13 @@ from rest_framework import serializers
 
 from controlplane.api.fields import optional_related
 from controlplane.tenancy.choices import Role
-from controlplane.tenancy.models import Invitation, Membership, Tenant
+from controlplane.tenancy.models import (
+    USERNAME_MAX_LENGTH,
+    Invitation,
+    Membership,
+    Tenant,
+    username_validator,
+)
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -32,11 +38,10 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipCreateSerializer(serializers.Serializer):
-    username = serializers.RegexField(
-        r"^[\w.@+-]+$",
-        max_length=150,
+    username = serializers.CharField(
+        max_length=USERNAME_MAX_LENGTH,
+        validators=[username_validator],
         help_text="The account name to invite; they join when they accept.",
-        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
     )
     role = serializers.ChoiceField(choices=Role.choices)
 
