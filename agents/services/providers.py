@@ -92,7 +92,7 @@ def provider_create(
         slug=slug,
         name=name,
         kind=kind,
-        models=_validate_models(list(models)),
+        models=_validate_models(list(models) if isinstance(models, tuple) else models),
         **fields,
     )
     return PROVIDERS.create(
