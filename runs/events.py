@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from django.db import connection, transaction
+from django.db.models import Model
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from controlplane.realtime.events import LiveEvent, publish_on_commit
@@ -72,7 +74,18 @@ _PG_INSERT = (
 )
 
 
-def _insert(run: Run, type: str, payload: dict[str, Any] | None, step_key: str) -> RunEvent:
+def _insert_sql(row: Model) -> tuple[str, list[Any]]:
+    """The INSERT of an unsaved row, as Django would send it (defaults, auto fields)."""
+    fields = [f for f in row._meta.local_concrete_fields if not f.primary_key]
+    query = InsertQuery(type(row))
+    query.insert_values(fields, [row])
+    sql, params = query.get_compiler(connection=connection).as_sql()[0]
+    return sql, list(params)
+
+
+def _insert(
+    run: Run, type: str, payload: dict[str, Any] | None, step_key: str, also: Model | None
+) -> RunEvent:
     event = RunEvent(
         tenant_id=run.tenant_id,
         run_id=run.pk,
@@ -83,36 +96,51 @@ def _insert(run: Run, type: str, payload: dict[str, Any] | None, step_key: str) 
     )
     if connection.vendor == "postgresql":
         field = RunEvent._meta.get_field("payload")
+        sql = _PG_INSERT
+        params = [
+            run.pk,
+            run.tenant_id,
+            run.pk,
+            type,
+            step_key,
+            field.get_db_prep_save(event.payload, connection),
+            event.created_at,
+        ]
+        if also is not None:  # one more row, written by the same statement
+            also_sql, also_params = _insert_sql(also)
+            sql = f"WITH also AS ({also_sql}), {_PG_INSERT.removeprefix('WITH ')}"
+            params = also_params + params
         with connection.cursor() as cursor:
-            cursor.execute(
-                _PG_INSERT,
-                [
-                    run.pk,
-                    run.tenant_id,
-                    run.pk,
-                    type,
-                    step_key,
-                    field.get_db_prep_save(event.payload, connection),
-                    event.created_at,
-                ],
-            )
+            cursor.execute(sql, params)
             event.pk, event.seq = cursor.fetchone()
         event._state.adding = False
         return event
+    if also is not None:
+        also.save(force_insert=True)
     event.seq = _next_seq(run.pk)
     event.save(force_insert=True)
     return event
 
 
 def emit(
-    *, run: Run, type: str, payload: dict[str, Any] | None = None, step_key: str = ""
+    *,
+    run: Run,
+    type: str,
+    payload: dict[str, Any] | None = None,
+    step_key: str = "",
+    also: Model | None = None,
 ) -> RunEvent:
-    """Append an event to ``run`` (atomic with the caller) and publish it after commit."""
-    if connection.in_atomic_block:  # inside the caller's transaction: no savepoint needed
-        event = _insert(run, type, payload, step_key)
+    """Append an event to ``run`` (atomic with the caller) and publish it after commit.
+
+    ``also``: an unsaved row (a policy decision) stored with the event; on PostgreSQL in
+    the same statement, so a step's decision costs one round trip and no transaction.
+    """
+    if connection.vendor == "postgresql" or connection.in_atomic_block:
+        # one statement is atomic by itself; inside the caller's transaction: no savepoint
+        event = _insert(run, type, payload, step_key, also)
     else:
         with transaction.atomic():
-            event = _insert(run, type, payload, step_key)
+            event = _insert(run, type, payload, step_key, also)
     seq = event.seq
     data = RunEventData(
         run=run.pk,

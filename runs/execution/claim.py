@@ -38,6 +38,28 @@ logger = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 1.0
 
 
+def _claim_values(token: str, worker: str, now: Any) -> dict[str, Any]:
+    return {
+        "status": StepStatus.RUNNING,
+        "claim_token": token,
+        "claimed_by": worker[:200],
+        "lease_expires_at": now + timedelta(seconds=lease_seconds()),
+        "attempt": F("attempt") + 1,
+        "delivery_count": F("delivery_count") + 1,
+        "started_at": now,
+        "updated_at": now,
+    }
+
+
+def _started(run: Run, step: StepRun, worker: str) -> None:
+    emit(
+        run=run,
+        type="step.started",
+        step_key=step.step_key,
+        payload={"attempt": step.attempt, "worker": worker},
+    )
+
+
 def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
     """Take a queued step (queued -> running) for this worker; None if someone else has it."""
     token = uuid.uuid4().hex
@@ -50,16 +72,7 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
             status=StepStatus.QUEUED,
             run__status__in=ACTIVE_RUN,
         )
-        .update(
-            status=StepStatus.RUNNING,
-            claim_token=token,
-            claimed_by=worker[:200],
-            lease_expires_at=now + timedelta(seconds=lease_seconds()),
-            attempt=F("attempt") + 1,
-            delivery_count=F("delivery_count") + 1,
-            started_at=now,
-            updated_at=now,
-        )
+        .update(**_claim_values(token, worker, now))
     )
     if claimed != 1:
         return None
@@ -77,12 +90,32 @@ def claim(step_id: int, worker: str) -> tuple[StepRun, str] | None:
             if run.status in ACTIVE_RUN:
                 finish_run(run, RunStatus.TIMED_OUT, "the run passed its deadline")
             return None
-        emit(
-            run=run,
-            type="step.started",
-            step_key=step.step_key,
-            payload={"attempt": step.attempt, "worker": worker},
-        )
+        _started(run, step, worker)
+    return step, token
+
+
+def claim_in_hand(run: Run, step: StepRun, worker: str) -> tuple[StepRun, str] | None:
+    """The fast path: claim ``step``, just created by the transaction that finished its
+    predecessor (run row locked, run running), in that same transaction: no second read of
+    the step or the run. None when the step must wait (``not_before``) or the run is past
+    its deadline (the ordinary claim then sorts it out)."""
+    now = timezone.now()
+    if step.not_before is not None or (run.deadline and run.deadline <= now):
+        return None
+    token = uuid.uuid4().hex
+    values = _claim_values(token, worker, now)
+    if (
+        StepRun.objects.unscoped().filter(pk=step.pk, status=StepStatus.QUEUED).update(**values)
+        != 1
+    ):
+        return None
+    values.pop("attempt"), values.pop("delivery_count")
+    for name, value in values.items():
+        setattr(step, name, value)
+    step.attempt += 1
+    step.delivery_count += 1
+    step.run = run
+    _started(run, step, worker)
     return step, token
 
 
@@ -221,10 +254,10 @@ def run_executor(step: StepRun, token: str) -> StepOutcome:
                 scope.cancel(f"the run is {status}")
                 scope.check()
 
-    def emit_now(type: str, payload: dict[str, Any]) -> None:
+    def emit_now(type: str, payload: dict[str, Any], also: Any = None) -> None:
         if abandoned.is_set():
             raise StepCancelled("the step was abandoned after its timeout")
-        emit(run=run, type=type, step_key=step.step_key, payload=clip(payload))
+        emit(run=run, type=type, step_key=step.step_key, payload=clip(payload), also=also)
 
     def save_state(state: dict[str, Any]) -> None:
         StepRun.objects.unscoped().filter(pk=step.pk, claim_token=token).update(state=state)

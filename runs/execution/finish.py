@@ -18,6 +18,7 @@ from runs.choices import RunStatus, StepStatus
 from runs.engine.definition import StepDef
 from runs.events import emit
 from runs.execution import progress
+from runs.execution.claim import claim_in_hand
 from runs.execution.outcomes import StepFailure, StepOutcome, StepWaiting
 from runs.execution.step_context import definition_of
 from runs.execution.transitions import ACTIVE_RUN, finish_run, lock_run, mark_waiting
@@ -28,13 +29,17 @@ def _lock_run(step: StepRun) -> Run:
     return lock_run(step.run_id)
 
 
-def finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]:
+def finish_success(
+    step: StepRun, token: str, outcome: StepOutcome, worker: str
+) -> tuple[StepRun, str] | None:
+    """Record the step's success and plan what is next; when exactly one step is next, this
+    worker claims it in the same transaction (the fast path) and gets it back to run."""
     with transaction.atomic():
         run = _lock_run(step)
         if run.status not in ACTIVE_RUN:
             # the run ended while the step ran: its late result is discarded, never recorded
             cancel_late_step(run, step, token, outcome)
-            return []
+            return None
         now = timezone.now()
         updated = (
             StepRun.objects.unscoped()
@@ -54,7 +59,7 @@ def finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]
             )
         )
         if updated != 1:
-            return []  # our lease was taken over (the sweeper re-queued the step)
+            return None  # our lease was taken over (the sweeper re-queued the step)
         _account(run, outcome)
         emit(
             run=run,
@@ -67,14 +72,13 @@ def finish_success(step: StepRun, token: str, outcome: StepOutcome) -> list[int]
                 "duration_ms": round((now - step.started_at).total_seconds() * 1000, 1),
             },
         )
-        new_ids = progress.advance(run, [step.step_key])
-    fast = new_ids[0] if len(new_ids) == 1 else None
-    progress.dispatch([i for i in new_ids if i != fast])
-    if fast is not None:
-        # Safety net for the fast path: if this worker dies before claiming it, the
-        # sweeper re-dispatches the queued step.
-        return [fast]
-    return []
+        created: list[StepRun] = []
+        new_ids = progress.advance(run, [step.step_key], created)
+        fast = claim_in_hand(run, created[0], worker) if len(created) == 1 else None
+        # If this worker dies before running the fast step, its lease expires and the
+        # sweeper re-queues it, as for any claimed step.
+        progress.dispatch([i for i in new_ids if fast is None or i != fast[0].pk])
+    return fast
 
 
 def cancel_late_step(

@@ -46,14 +46,13 @@ from policies.budgets import (
 )
 from policies.choices import Effect
 from policies.decision import Decision, PolicyRequest, PolicySet, decide, policy_set_for
-from policies.decisions import record_decision
+from policies.decisions import audit_decision, decision_row, is_audited
 from policies.models import Policy
 from policies.rate_limits import check_rate_limits
 from runs.approvals.choices import ApprovalKind, ApprovalStatus
 from runs.approvals.models import ApprovalRequest
 from runs.approvals.services import approval_create
 from runs.execution.outcomes import StepFailure, StepWaiting
-from runs.execution.transitions import lock_run
 
 RATE_LIMIT_WAIT_SECONDS = 10.0  # a model call waits this long at most for its rate limit
 # Output tokens reserved at most: an agent turn (a tool call, a short answer) is rarely
@@ -91,6 +90,10 @@ class StepPolicy:
         self.policy_set = policy_set_for(self.tenant)
         self._spend: dict[str, Any] | None = None
         self._tools: dict[str, tuple[str, str] | None] = {}  # slug -> (kind, builtin)
+
+    def knows_tool(self, tool: Tool) -> None:
+        """The caller has the tool's row in hand: no second read to find its floor."""
+        self._tools[tool.slug] = (tool.kind, tool.builtin)
 
     # -- spend ---------------------------------------------------------------------------------
 
@@ -361,34 +364,33 @@ class StepPolicy:
         raise StepWaiting(approval)
 
     def _record(self, request: PolicyRequest, decision: Decision) -> None:
-
-        with transaction.atomic():  # one commit for the decision row, its audit and its event
-            lock_run(self.run.pk)  # the run's row first, the audit chain last: see lock_run
-            self._store(request, decision, record_decision)
-
-    def _store(self, request: PolicyRequest, decision: Decision, record_decision: Any) -> None:
-        record_decision(
+        """The decision's row and its run event; with its audit entry when audited."""
+        row = decision_row(
             tenant=self.tenant,
             run_id=self.run.pk,
             step_key=self.ctx.step.step_key,
             request=request,
             decision=decision,
         )
-        self.ctx.emit(
-            "policy.decision",
-            {
-                "action": request.action,
-                "agent": request.agent,
-                "tool": request.tool,
-                "model": request.model,
-                "effect": decision.effect,
-                "reason": decision.reason,
-                "rule": decision.rule,
-                "policy": decision.policy_slug,
-                "would_effect": decision.would_effect,
-                "would_policy": decision.would_policy_slug,
-                "would_rule": decision.would_rule,
-                "would_reason": decision.would_reason,
-                "inputs_hash": decision.inputs_hash,
-            },
-        )
+        payload = {
+            "action": request.action,
+            "agent": request.agent,
+            "tool": request.tool,
+            "model": request.model,
+            "effect": decision.effect,
+            "reason": decision.reason,
+            "rule": decision.rule,
+            "policy": decision.policy_slug,
+            "would_effect": decision.would_effect,
+            "would_policy": decision.would_policy_slug,
+            "would_rule": decision.would_rule,
+            "would_reason": decision.would_reason,
+            "inputs_hash": decision.inputs_hash,
+        }
+        if not is_audited(decision):  # the common case: one statement, no transaction
+            self.ctx.emit("policy.decision", payload, also=row)
+            return
+        with transaction.atomic():  # one commit for the decision row, its event and its audit
+            # the event takes the run's row first, the audit chain last: see lock_run
+            self.ctx.emit("policy.decision", payload, also=row)
+            audit_decision(row, tenant=self.tenant, request=request, decision=decision)

@@ -60,8 +60,9 @@ def render_step_input(run: Run, step_def: StepDef, outputs: dict[str, Any] | Non
     return render(spec.get("input", "{{ input }}"), scope)
 
 
-def advance(run: Run, changed: list[str] | None) -> list[int]:
-    """Apply the scheduler's actions after ``changed`` steps; returns StepRuns to dispatch.
+def advance(run: Run, changed: list[str] | None, created: list[StepRun] | None = None) -> list[int]:
+    """Apply the scheduler's actions after ``changed`` steps; returns StepRuns to dispatch
+    (and appends them to ``created``, when given, as the rows in hand).
 
     Must run inside the transaction that recorded the change, with the run row locked.
     """
@@ -158,6 +159,8 @@ def advance(run: Run, changed: list[str] | None) -> list[int]:
                     payload={"type": step_def.type},
                 )
                 new_ids.append(step.pk)
+                if created is not None:
+                    created.append(step)
         if not pending_changes:
             return new_ids
 

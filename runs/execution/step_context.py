@@ -24,7 +24,7 @@ class StepContext:
     definition: Definition
     run_context: dict[str, Any]
     deadline: float | None
-    emit: Callable[[str, dict[str, Any]], None]
+    emit: Callable[..., None]  # (type, payload, also=None): see runs.events.emit
     check_cancel: Callable[[], None]
     next_call_index: Callable[[], int]
     save_state: Callable[[dict[str, Any]], None]

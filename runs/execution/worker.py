@@ -8,7 +8,8 @@ Sequence for every step (DESIGN.md section 6):
    while a heartbeat renews the lease;
 3. ``finish_*``: one transaction stores the output, events and audit, asks the pure
    scheduler what is next and creates those StepRuns; they are dispatched after commit.
-   A worker that finds exactly one next step runs it in the same task (fast path).
+   When exactly one step is next, the same transaction claims it for this worker, which
+   runs it at once (fast path: no message, no second read of the step or the run).
 
 A worker that dies loses nothing: the StepRun row says what is queued or running, and
 the sweeper re-dispatches queued steps and re-queues running steps whose lease expired.
@@ -29,14 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 def execute_step(step_id: int, worker: str) -> None:
-    """Task body: claim, execute, finish; continue with the single next step when there is one."""
-    next_id: int | None = step_id
-    while next_id is not None:
-        claimed = claim(next_id, worker)
-        if claimed is None:
-            return
+    """Task body: claim, execute, finish; continue with the single next step when there is
+    one (claimed by the finish itself)."""
+    claimed = claim(step_id, worker)
+    while claimed is not None:
         step, token = claimed
-        next_id = None
+        claimed = None
         try:
             outcome = run_executor(step, token)
         except StepCancelled as exc:
@@ -59,8 +58,6 @@ def execute_step(step_id: int, worker: str) -> None:
                 ),
             )
         else:
-            new_ids = finish_success(step, token, outcome)
-            if len(new_ids) == 1:
-                next_id = new_ids[0]
+            claimed = finish_success(step, token, outcome, worker)
     # once per task, not per step: the fast path keeps its connection between steps
     close_old_connections()

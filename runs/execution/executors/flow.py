@@ -34,6 +34,7 @@ def tool_step(ctx: StepContext) -> StepOutcome:
     if tool is None or tool.status != Status.ACTIVE:
         raise StepFailure(f"Tool {slug!r} is missing or disabled.", code="not_found")
     arguments = ctx.step.input or {}
+    ctx.policy().knows_tool(tool)
     decision = policy_for(ctx)(
         PolicyRequest(
             tenant_id=ctx.run.tenant_id,
