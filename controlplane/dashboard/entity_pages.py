@@ -58,6 +58,16 @@ class EntityPages:
         return {self.lookup_field: getattr(obj, self.lookup_field)}
 
 
+class FromEntity:
+    """A page attribute that is its ``entity``'s attribute of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, page: Any, owner: type | None = None) -> Any:
+        return self if page is None else getattr(page.entity, self.name)
+
+
 class EntityPageMixin:
     """Model, section, lookup and permissions of a page, taken from its ``entity``.
 
@@ -70,21 +80,10 @@ class EntityPageMixin:
     actions: ClassVar[tuple[str, str | None]] = ("view", None)
     route: ClassVar[str]  # its place among the entity's URLs (``entity_urls``)
 
-    @property
-    def model(self) -> type:
-        return self.entity.model
-
-    @property
-    def nav_section(self) -> str:
-        return self.entity.nav_section
-
-    @property
-    def lookup_field(self) -> str:
-        return self.entity.lookup_field
-
-    @property
-    def object_grants(self) -> bool:
-        return self.entity.object_grants
+    model = FromEntity()
+    nav_section = FromEntity()
+    lookup_field = FromEntity()
+    object_grants = FromEntity()
 
     @property
     def permission_required(self) -> str:
