@@ -261,6 +261,78 @@ def seed(env: dict, provider_url: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+class CpuMeter:
+    """CPU seconds spent, by part: each started process group (web, worker with its pool
+    children, beat, provider), the PostgreSQL backends of ``database``, this process, and
+    everything else on the machine (other users of the shared cores). Linux /proc only.
+
+    ``sample()`` now and then keeps the last figure of each process, so one that exits
+    between samples still counts up to its last sample.
+    """
+
+    def __init__(self, processes: Processes, database: str | None) -> None:
+        self.processes = processes
+        self.database = database
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.machine_first = self._machine()
+        self.self_first = sum(os.times()[:2])
+        self.sample(first=True)
+
+    def _machine(self) -> tuple[float, float]:
+        with open("/proc/stat") as stat:
+            fields = [float(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    def _parts(self) -> dict[int, tuple[str, float]]:
+        groups = {process.pid: name for name, process in self.processes.started}
+        tag = f" {self.database} " if self.database else None
+        found = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    raw = stat.read()
+                fields = raw[raw.rindex(")") + 2 :].split()
+                seconds = (int(fields[11]) + int(fields[12])) / self.tick
+                name = groups.get(int(fields[2]))  # the process group (session leader)
+                if name is None and tag:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                        if tag in cmdline.read().replace(b"\0", b" ").decode(errors="replace"):
+                            name = "postgres"
+            except (OSError, ValueError, IndexError):
+                continue
+            if name is not None:
+                found[int(entry.name)] = (name, seconds)
+        return found
+
+    def sample(self, first: bool = False) -> None:
+        """Read every part's CPU time now."""
+        parts = self._parts()
+        if first:
+            self.first = {pid: seconds for pid, (_, seconds) in parts.items()}
+        self.last.update(parts)
+
+    def totals(self) -> dict[str, float]:
+        """CPU seconds per part since the meter started (sample first)."""
+        self.sample()
+        out: dict[str, float] = {}
+        for pid, (name, seconds) in self.last.items():
+            out[name] = out.get(name, 0.0) + seconds - self.first.get(pid, 0.0)
+        out["bench client"] = sum(os.times()[:2]) - self.self_first
+        busy, total = self._machine()
+        busy_first, total_first = self.machine_first
+        cores = os.cpu_count() or 1
+        out["machine busy"] = (busy - busy_first) / self.tick
+        out["others"] = out["machine busy"] - sum(v for k, v in out.items() if k != "machine busy")
+        out["machine capacity"] = (total - total_first) / self.tick  # cores x seconds
+        out["cores"] = cores
+        return out
+
+
 class Product:
     """The product in one mode, seeded, with the fake provider; ``stop`` ends it all."""
 

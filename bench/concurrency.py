@@ -37,7 +37,7 @@ import threading
 import time
 
 import httpx
-from bench_common import BENCH_AGENT, OBSERVER, PG_ADMIN_URL, Product, pct
+from bench_common import BENCH_AGENT, OBSERVER, PG_ADMIN_URL, CpuMeter, Product, pct
 
 PG_DB = os.environ.get("BENCH_CONC_DATABASE", "cp_bench_conc")
 REDIS = os.environ.get("BENCH_CONC_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -113,6 +113,7 @@ async def run_case(
         for i in range(runs):
             queue.put_nowait(i)
         done = asyncio.Event()
+        meter = CpuMeter(product.processes, PG_DB if product.mode == "production" else None)
         started = time.time()
 
         async def poster() -> None:
@@ -163,6 +164,7 @@ async def run_case(
                 created = sum(1 for _, status in posts if status == 201)
                 if elapsed - last_row >= 1.0:
                     last_row = elapsed
+                    await asyncio.to_thread(meter.sample)
                     timeline.append(
                         {
                             "t": round(elapsed, 1),
@@ -195,6 +197,7 @@ async def run_case(
         if sampling:
             await sampling
         stats = (await provider.get(f"{product.provider}/stats")).json()
+        cpu = meter.totals()
     if pg:
         pg.halt.set()
         pg.join()
@@ -222,6 +225,7 @@ async def run_case(
         "pg_peak_active": pg.peak_active if pg else None,
         "list_p95_ms": pct(list_latencies, 0.95) if list_latencies else None,
         "list_samples": len(list_latencies),
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "timeline": timeline,
     }
 
@@ -307,6 +311,18 @@ def rows(result: dict, wall_target: float) -> list[tuple[str, str, str, bool]]:
                 r["errors"] == 0,
             ),
         ]
+    cpu = r["cpu_s"]
+    parts = [p for p in ("web", "worker", "postgres", "beat", "provider") if p in cpu]
+    out.append(
+        (
+            f"concurrency: {what}: CPU per run ({', '.join(parts)}; "
+            f"machine {cpu['machine busy']:.0f} of {cpu['machine capacity']:.0f} core-s busy, "
+            f"{cpu['others']:.0f} by other processes)",
+            "",
+            " / ".join(f"{cpu[p] * 1000 / r['runs']:.0f} ms" for p in parts),
+            True,
+        )
+    )
     out.append(
         (
             f"concurrency: {what}: POST runs/ p50 / p95 ({r['clients']} clients)",
