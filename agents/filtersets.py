@@ -21,14 +21,12 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
-from controlplane.choices import Status
-from controlplane.filters import NamedFilterSet, search_filter
+from controlplane.filters import ManagedFilterSet, search_filter
 
 
-class RegistryFilterSet(NamedFilterSet):
+class RegistryFilterSet(ManagedFilterSet):
     """Registry lists: status, a tag, and the name/slug/description search."""
 
-    status = django_filters.ChoiceFilter(choices=Status.choices)
     tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
 
     def filter_tag(self, queryset, name, value):

@@ -8,6 +8,8 @@ import django_filters
 from django.db.models import Q
 from django_filters.fields import IsoDateTimeField
 
+from controlplane.choices import Status
+
 
 class UtcIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time, converted to UTC before it reaches the database.
@@ -45,3 +47,9 @@ class NamedFilterSet(django_filters.FilterSet):
     """Lists of rows with a name, a slug and a description: ``q`` searches all three."""
 
     q = search_filter("name", "slug", "description", label="Search name, slug and description")
+
+
+class ManagedFilterSet(NamedFilterSet):
+    """Lists of named objects that are disabled rather than deleted: ``status`` too."""
+
+    status = django_filters.ChoiceFilter(choices=Status.choices)

@@ -2,15 +2,12 @@ import django_filters
 from django.core.validators import RegexValidator
 from django.db.models import Q
 
-from controlplane.choices import Status
-from controlplane.filters import NamedFilterSet, UtcIsoDateTimeFilter
+from controlplane.filters import ManagedFilterSet, UtcIsoDateTimeFilter
 from runs.choices import RunStatus
 from runs.models import Run, RunEvent, Workflow
 
 
-class WorkflowFilterSet(NamedFilterSet):
-    status = django_filters.ChoiceFilter(choices=Status.choices)
-
+class WorkflowFilterSet(ManagedFilterSet):
     class Meta:
         model = Workflow
         fields = ["status"]
