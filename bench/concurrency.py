@@ -312,7 +312,8 @@ def rows(result: dict, wall_target: float) -> list[tuple[str, str, str, bool]]:
             ),
         ]
     cpu = r["cpu_s"]
-    parts = [p for p in ("web", "worker", "postgres", "beat", "provider") if p in cpu]
+    known = ("web", "worker", "postgres", "beat", "provider", "bench client")
+    parts = [p for p in known if p in cpu]
     out.append(
         (
             f"concurrency: {what}: CPU per run ({', '.join(parts)}; "
