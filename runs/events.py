@@ -7,6 +7,7 @@ publishes a small ``run.updated`` snapshot of the run to the tenant's runs group
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, TypedDict
 
 from django.db import connection, transaction
@@ -129,8 +130,12 @@ def emit(
     payload: dict[str, Any] | None = None,
     step_key: str = "",
     also: Model | None = None,
+    fresh: bool = False,
 ) -> RunEvent:
     """Append an event to ``run`` (atomic with the caller) and publish it after commit.
+
+    ``fresh``: ``run`` in hand is exactly the stored row with no finished step (a run just
+    created), so its ``run.updated`` snapshot is built from it, not read again.
 
     ``also``: an unsaved row (a policy decision) stored with the event; on PostgreSQL in
     the same statement, so a step's decision costs one round trip and no transaction.
@@ -162,27 +167,31 @@ def emit(
             kind="run.updated",
             tenant=run.tenant.slug,
             seq=seq,
-            data=dict(_run_update(run, seq, type)),
+            data=dict(_run_update(run, seq, type, fresh)),
         )
         publish_on_commit(runs_group(run.tenant_id), update)
     return event
 
 
-def _run_update(run: Run, seq: int, type: str) -> RunUpdateData:
-    # read in the caller's transaction, so the snapshot is exactly the state after ``seq``
-    row = (
-        with_finished_steps(Run.objects.unscoped().filter(pk=run.pk))
-        .values(
-            "status",
-            "input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "created_at",
-            "finished_at",
-            "finished_steps",
-        )
-        .get()
-    )
+_MICRO = Decimal("0.000001")
+_SNAPSHOT = (
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "created_at",
+    "finished_at",
+    "finished_steps",
+)
+
+
+def _run_update(run: Run, seq: int, type: str, fresh: bool = False) -> RunUpdateData:
+    if fresh:
+        row = {**{f: getattr(run, f) for f in _SNAPSHOT[:-1]}, "finished_steps": 0}
+        row["cost_usd"] = Decimal(row["cost_usd"]).quantize(_MICRO)  # as the column reads back
+    else:
+        # read in the caller's transaction, so the snapshot is exactly the state after ``seq``
+        row = with_finished_steps(Run.objects.unscoped().filter(pk=run.pk)).values(*_SNAPSHOT).get()
     return RunUpdateData(
         run=run.pk,
         seq=seq,

@@ -169,6 +169,7 @@ def _create_run(
             "version": version.number if version else None,
             "agent": agent.slug if agent else None,
         },
+        fresh=True,
     )
     audit_record(
         action="run.start",
@@ -180,7 +181,7 @@ def _create_run(
             "agent": agent.slug if agent else None,
         },
     )
-    lock_run(run.pk)
+    # no lock_run: the row was inserted by this transaction, so nobody else can see it yet
     progress.dispatch(progress.advance(run, None))
     return run
 

@@ -47,7 +47,10 @@ def _lock_chain(tenant: Any) -> AuditChain:
     return chain
 
 
-@transaction.atomic
+# savepoint=False: inside the caller's transaction an audit entry is all or nothing with the
+# action it records (an error here rolls both back), so a savepoint would only cost two
+# round trips per audited action.
+@transaction.atomic(savepoint=False)
 def audit_record(
     *,
     action: str,
