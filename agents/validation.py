@@ -17,35 +17,7 @@ from agents.tools.base import validate_schema
 from controlplane import egress, hooks
 from controlplane.choices import Status
 
-_CONDITION = {
-    "type": "object",
-    "required": ["path", "op"],
-    "additionalProperties": False,
-    "properties": {
-        "path": {
-            "type": "string",
-            "minLength": 1,
-            "description": "Dotted path into the step input, e.g. input.category",
-        },
-        "op": {
-            "enum": [
-                "eq",
-                "ne",
-                "in",
-                "not_in",
-                "contains",
-                "matches",
-                "gt",
-                "gte",
-                "lt",
-                "lte",
-                "exists",
-                "missing",
-            ]
-        },
-        "value": {},
-    },
-}
+_CONDITION = {"$ref": "#/$defs/condition"}  # see _condition()
 
 CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
     AgentKind.LLM: {
@@ -146,6 +118,24 @@ CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+def _condition() -> dict[str, Any]:
+    """One router-rule condition; its operators are the engine's, which runs registers."""
+    return {
+        "type": "object",
+        "required": ["path", "op"],
+        "additionalProperties": False,
+        "properties": {
+            "path": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Dotted path into the step input, e.g. input.category",
+            },
+            "op": {"enum": [op for ops in hooks.condition_ops.call() for op in ops]},
+            "value": {},
+        },
+    }
+
+
 def _path(error) -> str:
     parts = [str(p) for p in error.absolute_path]
     return "config" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts)
@@ -158,7 +148,7 @@ def validate_agent_config(*, kind: str, config: Any) -> dict[str, list[str]]:
     if not isinstance(config, dict):
         return {"config": ["Give the configuration as a JSON object."]}
     errors: dict[str, list[str]] = {}
-    validator = Draft202012Validator(CONFIG_SCHEMAS[kind])
+    validator = Draft202012Validator({**CONFIG_SCHEMAS[kind], "$defs": {"condition": _condition()}})
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
         errors.setdefault(_path(error), []).append(error.message)
     # the registry checks below run whatever the shape's problems: every error in one answer

@@ -44,3 +44,6 @@ schema_pattern_problems: Hook[[Any], list[tuple[str, str]]] = Hook("schema_patte
 
 # Called with a condition (a router rule's ``when``): its problems, as (path, message) pairs.
 condition_problems: Hook[[Any], list[tuple[str, str]]] = Hook("condition_problems")
+
+# Called with nothing: the condition language's operators (eq, in, matches, ...).
+condition_ops: Hook[[], tuple[str, ...]] = Hook("condition_ops")

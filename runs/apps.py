@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 
 from controlplane import hooks
+from runs.engine.conditions import OPS
 from runs.engine.conditions import problems as condition_problems
 from runs.engine.patterns import install_in_jsonschema, schema_pattern_problems
 
@@ -14,3 +15,9 @@ class RunsConfig(AppConfig):
         # agents checks tools' schemas and router rules with the engine, which it may not import
         hooks.schema_pattern_problems.register(schema_pattern_problems)
         hooks.condition_problems.register(condition_problems)
+        hooks.condition_ops.register(condition_ops)
+
+
+def condition_ops() -> tuple[str, ...]:
+    """The engine's condition operators, for the router agents' schema."""
+    return OPS

@@ -186,3 +186,13 @@ def test_problems_reports_what_the_schema_cannot():
     assert [p for p, _ in found] == ["[1].value"]
     assert problems([{"path": "a..b", "op": "exists"}])[0][0] == "[0].path"
     assert problems([7, "x"]) == []
+
+
+@pytest.mark.parametrize("op", [*OPS, "bogus"])
+def test_router_agents_accept_exactly_the_engines_operators(op):
+    # agents may not import the engine: runs hands it the operators through a start-up hook
+    from agents.validation import validate_agent_config
+
+    rule = {"when": {"path": "input.category", "op": op, "value": "x"}, "route": "billing"}
+    errors = validate_agent_config(kind="router", config={"mode": "rules", "rules": [rule]})
+    assert ("config.rules[0].when" in errors) == (op == "bogus"), errors
