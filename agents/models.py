@@ -19,19 +19,22 @@ from agents.choices import (
     ToolKind,
 )
 from controlplane.crypto import EncryptedJSONField, EncryptedTextField
-from controlplane.model_bases import ImmutableVersion, ManagedObject, version_meta
+from controlplane.model_bases import (
+    ImmutableVersion,
+    ManagedObject,
+    TimestampedObject,
+    version_meta,
+)
 from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
 
 
-class Secret(TenantScopedModel):
+class Secret(TimestampedObject):
     """A named credential (encrypted at rest, write-only) that tools and http agents reference."""
 
     name = models.CharField(max_length=100, validators=[slug_validator])
     description = models.TextField(blank=True)
     value = EncryptedTextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
@@ -209,15 +212,13 @@ class ToolGrant(TenantScopedModel):
         return f"{self.tool.slug} -> {target}"
 
 
-class KnowledgeDocument(TenantScopedModel):
+class KnowledgeDocument(TimestampedObject):
     """A document of the tenant's knowledge base, searched by the kb_search built-in tool."""
 
     collection = models.CharField(max_length=50, default="default", validators=[slug_validator])
     title = models.CharField(max_length=300)
     content = models.TextField()
     tags = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["collection", "title"]
@@ -226,7 +227,7 @@ class KnowledgeDocument(TenantScopedModel):
         return self.title
 
 
-class Ticket(TenantScopedModel):
+class Ticket(TimestampedObject):
     """A support ticket written by the ticket built-in tools (a real side effect for demos).
 
     ``idempotency_key`` makes a retried create return the first ticket instead of a second.
@@ -244,8 +245,6 @@ class Ticket(TenantScopedModel):
     customer = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-number"]

@@ -11,15 +11,23 @@ from controlplane.tenancy.managers import TenantScopedModel
 from controlplane.tenancy.models import slug_validator
 
 
-class NamedObject(TenantScopedModel):
+class TimestampedObject(TenantScopedModel):
+    """Abstract: a tenant's row that records when it was created and when last saved."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class NamedObject(TimestampedObject):
     """Abstract: a name, a slug unique in the tenant (the subclass's constraint), a
     description and timestamps; listed by slug."""
 
     slug = models.CharField(max_length=50, validators=[slug_validator])
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         abstract = True
