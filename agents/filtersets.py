@@ -2,15 +2,6 @@
 
 import django_filters
 
-from agents.choices import (
-    AgentKind,
-    McpTransport,
-    ProviderKind,
-    Risk,
-    TicketPriority,
-    TicketStatus,
-    ToolKind,
-)
 from agents.models import (
     Agent,
     KnowledgeDocument,
@@ -21,11 +12,12 @@ from agents.models import (
     Tool,
     ToolGrant,
 )
-from controlplane.filters import ManagedFilterSet, search_filter
+from controlplane.filters import ModelChoicesFilterSet, NamedFilterSet, search_filter
 
 
-class RegistryFilterSet(ManagedFilterSet):
-    """Registry lists: status, a tag, and the name/slug/description search."""
+class RegistryFilterSet(NamedFilterSet):
+    """Registry lists: a tag, the name/slug/description search, and the fields (with choices:
+    status, kind, ...) that a subclass's ``Meta.fields`` names."""
 
     tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
 
@@ -35,16 +27,12 @@ class RegistryFilterSet(ManagedFilterSet):
 
 
 class AgentFilterSet(RegistryFilterSet):
-    kind = django_filters.ChoiceFilter(choices=AgentKind.choices)
-
     class Meta:
         model = Agent
         fields = ["kind", "status"]
 
 
 class ToolFilterSet(RegistryFilterSet):
-    kind = django_filters.ChoiceFilter(choices=ToolKind.choices)
-    risk = django_filters.ChoiceFilter(choices=Risk.choices)
     mcp_server = django_filters.CharFilter(field_name="mcp_server__slug")
 
     class Meta:
@@ -53,16 +41,12 @@ class ToolFilterSet(RegistryFilterSet):
 
 
 class ProviderFilterSet(RegistryFilterSet):
-    kind = django_filters.ChoiceFilter(choices=ProviderKind.choices)
-
     class Meta:
         model = ProviderConnection
         fields = ["kind", "status"]
 
 
 class McpServerFilterSet(RegistryFilterSet):
-    transport = django_filters.ChoiceFilter(choices=McpTransport.choices)
-
     class Meta:
         model = McpServer
         fields = ["transport", "status"]
@@ -95,9 +79,7 @@ class KnowledgeDocumentFilterSet(django_filters.FilterSet):
         fields = ["collection"]
 
 
-class TicketFilterSet(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=TicketStatus.choices)
-    priority = django_filters.ChoiceFilter(choices=TicketPriority.choices)
+class TicketFilterSet(ModelChoicesFilterSet):
     q = search_filter("title", "description", "customer")
 
     class Meta:

@@ -8,8 +8,6 @@ import django_filters
 from django.db.models import Q
 from django_filters.fields import IsoDateTimeField
 
-from controlplane.choices import Status
-
 
 class UtcIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time, converted to UTC before it reaches the database.
@@ -43,13 +41,21 @@ def search_filter(*fields: str, label: str | None = None) -> django_filters.Char
     return django_filters.CharFilter(method=search, label=label)
 
 
-class NamedFilterSet(django_filters.FilterSet):
+class ModelChoicesFilterSet(django_filters.FilterSet):
+    """A field with choices named in ``Meta.fields`` is filtered by the model's own choices.
+
+    django-filter would build that ``ChoiceFilter`` itself, but only after asking the model's
+    default manager for a query, which a tenant-scoped manager refuses outside a tenant.
+    """
+
+    @classmethod
+    def filter_for_field(cls, field, field_name, lookup_expr=None):
+        if field.choices and lookup_expr in (None, "exact"):
+            return django_filters.ChoiceFilter(field_name=field_name, choices=field.choices)
+        return super().filter_for_field(field, field_name, lookup_expr)
+
+
+class NamedFilterSet(ModelChoicesFilterSet):
     """Lists of rows with a name, a slug and a description: ``q`` searches all three."""
 
     q = search_filter("name", "slug", "description", label="Search name, slug and description")
-
-
-class ManagedFilterSet(NamedFilterSet):
-    """Lists of named objects that are disabled rather than deleted: ``status`` too."""
-
-    status = django_filters.ChoiceFilter(choices=Status.choices)

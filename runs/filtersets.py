@@ -2,12 +2,12 @@ import django_filters
 from django.core.validators import RegexValidator
 from django.db.models import Q
 
-from controlplane.filters import ManagedFilterSet, UtcIsoDateTimeFilter
+from controlplane.filters import NamedFilterSet, UtcIsoDateTimeFilter
 from runs.choices import RunStatus
 from runs.models import Run, RunEvent, Workflow
 
 
-class WorkflowFilterSet(ManagedFilterSet):
+class WorkflowFilterSet(NamedFilterSet):
     class Meta:
         model = Workflow
         fields = ["status"]
