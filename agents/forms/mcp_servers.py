@@ -7,15 +7,15 @@ from django import forms
 from agents.choices import McpTransport
 from controlplane.dashboard.forms import (
     SLUG_HELP,
+    CreateOrEditForm,
     ListTextField,
-    NamedForm,
     slug_field,
     tags_field,
     write_only_json,
 )
 
 
-class McpServerForm(NamedForm):
+class McpServerForm(CreateOrEditForm):
     slug = slug_field(help_text=SLUG_HELP + " Its tools are named <slug>-<tool>.")
     transport = forms.ChoiceField(
         choices=McpTransport.choices, widget=forms.RadioSelect, initial=McpTransport.HTTP
@@ -50,9 +50,9 @@ class McpServerForm(NamedForm):
     timeout_seconds = forms.IntegerField(min_value=1, max_value=900, initial=30)
     tags = tags_field()
 
-    def __init__(self, *args, creating: bool, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if creating:
+        if self.creating:
             self.fields[
                 "secret_headers"
             ].help_text = 'HTTP only, write-only: {"X-Api-Key": "…"}; shown later by name only.'

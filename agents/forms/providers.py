@@ -8,8 +8,8 @@ from django import forms
 
 from agents.choices import ProviderKind
 from controlplane.dashboard.forms import (
+    CreateOrEditForm,
     JSONTextField,
-    NamedForm,
     tags_field,
     write_only_text,
 )
@@ -20,7 +20,7 @@ MODELS_HELP = (
 )
 
 
-class ProviderForm(NamedForm):
+class ProviderForm(CreateOrEditForm):
     kind = forms.ChoiceField(choices=ProviderKind.choices)
     base_url = forms.URLField(
         max_length=500,
@@ -57,10 +57,9 @@ class ProviderForm(NamedForm):
     )
     tags = tags_field()
 
-    def __init__(self, *args, creating: bool, has_key: bool = False, **kwargs):
+    def __init__(self, *args, has_key: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.creating = creating
-        if creating:
+        if self.creating:
             del self.fields["clear_api_key"]
         elif has_key:
             self.fields[

@@ -11,10 +11,10 @@ from agents.choices import Risk, ToolKind
 from agents.models import Agent
 from agents.tools.builtin import BUILTINS
 from controlplane.dashboard.forms import (
+    CreateOrEditForm,
     DashboardForm,
     JSONTextField,
     ListTextField,
-    NamedForm,
     tags_field,
     write_only_json,
 )
@@ -75,7 +75,7 @@ TOOL_FIELDS_BY_KIND: dict[str, tuple[str, ...]] = {
 }
 
 
-class ToolForm(NamedForm):
+class ToolForm(CreateOrEditForm):
     """A built-in or HTTP tool (create and edit); an MCP tool's name, risk and limits (edit)."""
 
     COMMON: ClassVar[tuple[str, ...]] = (
@@ -122,7 +122,7 @@ class ToolForm(NamedForm):
     timeout_seconds = forms.IntegerField(min_value=1, max_value=900, initial=30)
     tags = tags_field()
 
-    def __init__(self, *args, kind: str, creating: bool, **kwargs):
+    def __init__(self, *args, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.kind = kind
         keep = set(self.COMMON) | set(TOOL_FIELDS_BY_KIND[kind])
@@ -134,7 +134,7 @@ class ToolForm(NamedForm):
         if kind == ToolKind.HTTP:
             for name in ("input_schema", "output_schema"):
                 self.fields[name].help_text = "JSON Schema of an object. Blank accepts any object."
-        if creating:
+        if self.creating:
             self.fields[
                 "secret_headers"
             ].help_text = (

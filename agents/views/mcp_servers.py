@@ -62,9 +62,6 @@ class McpServerCreatePage(EntityCreatePage):
     form_class = McpServerForm
     success_message = "{label} registered. Discover its tools next."
 
-    def get_form_kwargs(self) -> dict[str, Any]:
-        return {"creating": True}
-
 
 class McpServerDetailPage(EntityDetailPage):
     entity = MCP_SERVER_PAGES
@@ -122,9 +119,6 @@ class McpServerEditPage(EntityEditPage):
     template_name = "agents/mcp_server_form.html"
     form_class = McpServerForm
     context_object_name = "server"
-
-    def get_form_kwargs(self) -> dict[str, Any]:
-        return {"creating": False}
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)

@@ -50,7 +50,7 @@ class ProviderCreatePage(EntityCreatePage):
 
     def get_form_kwargs(self) -> dict[str, Any]:
         models = [{"name": "sim-1", "input_per_mtok": 0, "output_per_mtok": 0}]
-        return {"creating": True, "initial": {"kind": ProviderKind.SIMULATED, "models": models}}
+        return {"initial": {"kind": ProviderKind.SIMULATED, "models": models}}
 
 
 def _slots_in_use(provider: ProviderConnection) -> int | None:
@@ -109,4 +109,4 @@ class ProviderEditPage(EntityEditPage):
     context_object_name = "provider"
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        return {"creating": False, "has_key": bool(self.object.api_key)}
+        return {"has_key": bool(self.object.api_key)}

@@ -57,7 +57,7 @@ class ToolCreatePage(EntityCreatePage):
         return kind if kind in (ToolKind.BUILTIN, ToolKind.HTTP) else ToolKind.BUILTIN
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        return {"kind": self.kind, "creating": True}
+        return {"kind": self.kind}
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
@@ -109,7 +109,7 @@ class ToolEditPage(EntityEditPage):
     context_object_name = "tool"
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        return {"kind": self.object.kind, "creating": False}
+        return {"kind": self.object.kind}
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)

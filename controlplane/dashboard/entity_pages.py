@@ -19,6 +19,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
 
+from controlplane.dashboard.forms import CreateOrEditForm
 from controlplane.dashboard.pages import (
     FormPage,
     ObjectFormPage,
@@ -124,8 +125,15 @@ class EntityFormPage(EntityPageMixin, FormPage):
     def get_form_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def form_kwargs(self) -> dict[str, Any]:
+        """``get_form_kwargs``, and ``creating`` for a form that serves both pages."""
+        kwargs = self.get_form_kwargs()
+        if issubclass(self.form_class, CreateOrEditForm):
+            kwargs["creating"] = self.creating
+        return kwargs
+
     def get_form(self, data=None):
-        return self.form_class(data, **self.get_form_kwargs())
+        return self.form_class(data, **self.form_kwargs())
 
     def get_context_data(self, **kwargs):
         data = super().get_context_data(**kwargs)
@@ -171,7 +179,7 @@ class EntityEditPage(EntityFormPage, ObjectFormPage):
 
     def get_form(self, data=None):
         initial = self.form_class.initial_for(self.object)
-        return self.form_class(data, initial=initial, **self.get_form_kwargs())
+        return self.form_class(data, initial=initial, **self.form_kwargs())
 
     def perform(self, form) -> Any:
         return self.entity.update(

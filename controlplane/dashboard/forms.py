@@ -272,6 +272,15 @@ class NamedForm(DashboardForm):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+class CreateOrEditForm(NamedForm):
+    """A registry entry's form on both its create and its edit page; ``creating`` (passed by
+    the entity pages) says which, for the fields and help texts that differ."""
+
+    def __init__(self, *args, creating: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.creating = creating
+
+
 class VersionDiffForm(forms.Form):
     """``?from=1&to=3``: the two versions to compare (the API's parameters)."""
 
