@@ -16,6 +16,7 @@ from agents.models import ProviderConnection, Secret
 from agents.tools.base import validate_schema
 from controlplane import egress, hooks
 from controlplane.choices import Status
+from controlplane.tenancy.choices import Role
 
 _CONDITION = {"$ref": "#/$defs/condition"}  # see _condition()
 
@@ -112,7 +113,7 @@ CONFIG_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "instructions": {"type": "string"},
             "response_schema": {"type": ["object", "null"]},
-            "assignee_role": {"enum": ["owner", "admin", "operator", "viewer"]},
+            "assignee_role": {"enum": Role.values},
         },
     },
 }
