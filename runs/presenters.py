@@ -266,8 +266,10 @@ STEP_HEADLINES = {
     "step.escalated": ("Step {step} escalated to a person", "warn"),
     "step.reclaimed": ("Step {step} reclaimed from a lost worker", "warn"),
     "step.waiting": ("Step {step} waits for a person", "warn"),
+    "step.waiting_for_slot": ("Step {step} is waiting for a provider slot", "warn"),
 }
 STEP_FACTS = (
+    ("provider", "Provider"),
     ("code", "Code"),
     ("attempt", "Attempt"),
     ("max_attempts", "Of at most"),

@@ -180,7 +180,7 @@ class _AgentLoop:
                 {
                     "agent": self.slug,
                     "provider": provider.slug,
-                    "reason": f"waiting for a provider slot ({provider.max_concurrency} in use)",
+                    "reason": f"all {provider.max_concurrency} of its slots are in use",
                 },
             )
         try:
