@@ -58,9 +58,9 @@ class HeldFakeOpenAI(FakeOpenAI):
         return await FakeOpenAI._wait(reader, delay)
 
 
-def llm_workflow(world, fake: FakeOpenAI, *, max_concurrency: int, slug: str = "one-llm"):
+def llm_agent(world, fake: FakeOpenAI, *, max_concurrency: int):
     """An OpenAI-compatible provider at ``fake`` allowing ``max_concurrency`` requests at
-    once, an llm agent on it, and a workflow of that one agent step."""
+    once, and the llm agent ``AGENT`` on it; the provider."""
     with context.tenant_context(world.acme):
         provider = make_provider(
             world.acme,
@@ -82,6 +82,12 @@ def llm_workflow(world, fake: FakeOpenAI, *, max_concurrency: int, slug: str = "
                 "max_tokens": 16,
             },
         )
+    return provider
+
+
+def llm_workflow(world, fake: FakeOpenAI, *, max_concurrency: int, slug: str = "one-llm"):
+    """``llm_agent`` and a workflow of that one agent step; the provider and workflow."""
+    provider = llm_agent(world, fake, max_concurrency=max_concurrency)
     with context.system_context("tests", tenant=world.acme):
         workflow = workflow_services.workflow_create(
             tenant=world.acme,
