@@ -43,11 +43,12 @@ def finish_run(run: Run, status: str, reason: str = "", output: Any = None) -> N
         status=status, status_reason=reason[:2000], output=output, finished_at=now, updated_at=now
     )
     run.status, run.status_reason, run.output, run.finished_at = status, reason, output, now
-    # steps that never ran are cancelled; pending approvals too
-    StepRun.objects.for_tenant(run.tenant_id).filter(
-        run=run, status__in=[StepStatus.QUEUED, StepStatus.WAITING]
-    ).update(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
-    approvals_cancel_for_run(run=run)
+    if status != RunStatus.SUCCEEDED:  # a run succeeds only once nothing waits or queues
+        # steps that never ran are cancelled; pending approvals too
+        StepRun.objects.for_tenant(run.tenant_id).filter(
+            run=run, status__in=[StepStatus.QUEUED, StepStatus.WAITING]
+        ).update(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
+        approvals_cancel_for_run(run=run)
     # its steps still in flight, in any worker process, stop now (their I/O is closed)
     transaction.on_commit(lambda: announce_run_ended(run.pk, status), robust=True)
     emit(run=run, type=f"run.{status}", payload={"reason": reason, "output": clip(output)})
