@@ -62,7 +62,6 @@ APPROVE_POLICY = "policies.approve_policy"
 
 POLICY_PAGES = EntityPages(
     model=Policy,
-    nav_section="policies",
     noun="Policy",
     plural="policies",
     url_name="policy",

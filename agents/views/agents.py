@@ -39,7 +39,6 @@ from controlplane.dashboard.pages import (
 
 AGENT_PAGES = EntityPages(
     model=Agent,
-    nav_section="agents",
     noun="Agent",
     plural="agents",
     url_name="agent",

@@ -19,7 +19,6 @@ from controlplane.dashboard.entity_pages import (
 
 KNOWLEDGE_PAGES = EntityPages(
     model=KnowledgeDocument,
-    nav_section="knowledge",
     noun="Document",
     plural="knowledge",
     url_name="knowledge",

@@ -24,7 +24,6 @@ from controlplane.dashboard.pages import operation, pretty, totals_by
 
 MCP_SERVER_PAGES = EntityPages(
     model=McpServer,
-    nav_section="mcp-servers",
     noun="MCP server",
     plural="mcp-servers",
     url_name="mcp-server",

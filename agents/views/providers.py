@@ -26,7 +26,6 @@ from controlplane.dashboard.pages import operation
 
 PROVIDER_PAGES = EntityPages(
     model=ProviderConnection,
-    nav_section="providers",
     noun="Provider",
     plural="providers",
     url_name="provider",

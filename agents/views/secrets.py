@@ -14,7 +14,6 @@ from controlplane.dashboard.entity_pages import EntityListPage, EntityObjectPage
 
 SECRET_PAGES = EntityPages(
     model=Secret,
-    nav_section="secrets",
     noun="Secret",
     plural="secrets",
     url_name="secret",

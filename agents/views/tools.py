@@ -21,7 +21,6 @@ from controlplane.dashboard.pages import pretty
 
 TOOL_PAGES = EntityPages(
     model=Tool,
-    nav_section="tools",
     noun="Tool",
     plural="tools",
     url_name="tool",

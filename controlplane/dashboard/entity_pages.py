@@ -35,10 +35,10 @@ class EntityPages:
     """What the dashboard pages of one kind of object share."""
 
     model: type
-    nav_section: str
     noun: str  # in messages: Agent “triage” saved.
-    plural: str  # "agents": its URLs start agents/ and its list is named so
+    plural: str  # "agents": its URLs start agents/, its list is named so, and so is its section
     url_name: str  # "agent": its other pages are agent-detail, agent-edit, ...
+    nav_section: str = ""  # the navigation's section, when not ``plural``
     name_field: str = "slug"  # the attribute messages name the object by
     lookup_field: str = "slug"  # the URL keyword of one object's page
     object_kwarg: str = ""  # the services' keyword for the object: agent_update(agent=...)
@@ -46,6 +46,10 @@ class EntityPages:
     update: Callable[..., Any] | None = None  # the <entity>_update service
     select_related: tuple[str, ...] = ()
     object_grants: bool = False  # a per-object grant counts too, as in the API
+
+    def __post_init__(self) -> None:
+        if not self.nav_section:
+            object.__setattr__(self, "nav_section", self.plural)
 
     def perm(self, action: str) -> str:
         """The model's permission for ``action`` (view, add, change, delete)."""

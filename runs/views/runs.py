@@ -35,7 +35,6 @@ LIVE_SECONDS = 1
 
 RUN_PAGES = EntityPages(
     model=Run,
-    nav_section="runs",
     noun="Run",
     plural="runs",
     url_name="run",

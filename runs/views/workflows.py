@@ -41,7 +41,6 @@ RECENT_RUNS = 10
 
 WORKFLOW_PAGES = EntityPages(
     model=Workflow,
-    nav_section="workflows",
     noun="Workflow",
     plural="workflows",
     url_name="workflow",
