@@ -21,6 +21,8 @@ from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from controlplane.redis_names import redis_name
+
 
 class LimitsUnavailable(RuntimeError):
     """The rate-limit store (Redis) could not be reached; the call must not go ahead.
@@ -119,10 +121,9 @@ def bucket_key(tenant_id: int, limit: RateLimit, subject: str | None) -> str:
 
 
 def _namespace() -> str:
-    """Keys are namespaced by database, so installations (and test databases) sharing one
-    Redis never share a bucket between tenants that happen to have the same id."""
-    name = str(settings.DATABASES["default"].get("NAME") or "default")
-    return f"cp:rl:{name.rsplit('/', 1)[-1]}"
+    """Keys carry the installation (controlplane.redis_names): installations and test
+    databases sharing one Redis never share a bucket between tenants with the same id."""
+    return redis_name("rl")
 
 
 # (key, rate_per_second, capacity) of one bucket

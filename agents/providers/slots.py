@@ -55,6 +55,7 @@ import redis.asyncio as aredis
 from django.conf import settings
 
 from agents.providers.base import ProviderError
+from controlplane.redis_names import redis_name
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +80,15 @@ class ProviderSlotsUnavailable(ProviderError):
         super().__init__(message, retryable=True)
 
 
-def _namespace() -> str:
-    """Keys are namespaced by database, as the rate limits are: installations (and test
-    databases) sharing one Redis never share a provider's slots because ids coincide."""
-    name = str(settings.DATABASES["default"].get("NAME") or "default")
-    return name.rsplit("/", 1)[-1]
-
-
 def slots_key(provider_id: int) -> str:
-    """The sorted set of a provider's slot holders (member: token, score: lease expiry, ms)."""
-    return f"cp:slots:{_namespace()}:provider:{provider_id}"
+    """The sorted set of a provider's slot holders (member: token, score: lease expiry, ms);
+    per installation (controlplane.redis_names), as the rate limits are."""
+    return redis_name("slots", "provider", provider_id)
 
 
 def released_channel(provider_id: int) -> str:
     """The pub/sub channel a release is announced on, to wake the provider's waiters."""
-    return f"cp:slots:{_namespace()}:released:{provider_id}"
+    return redis_name("slots", "released", provider_id)
 
 
 # -- one event loop's waiting line ---------------------------------------------------------

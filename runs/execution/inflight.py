@@ -27,9 +27,14 @@ from collections.abc import Callable
 from django.conf import settings
 
 from controlplane import aio
+from controlplane.redis_names import redis_name
 
 logger = logging.getLogger(__name__)
-CHANNEL = "cp:runs:ended"
+
+
+def channel() -> str:
+    """The run-ended channel of this installation (pub/sub ignores the Redis db number)."""
+    return redis_name("runs", "ended")
 
 
 class InFlight:
@@ -145,7 +150,7 @@ class Scopes:
             try:
                 client = redis.Redis.from_url(settings.REDIS_URL, socket_keepalive=True)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(channel())
                 backoff = 0.5
                 for message in pubsub.listen():
                     run_id, _, status = message["data"].decode().partition(":")
@@ -165,7 +170,7 @@ def announce_run_ended(run_id: int, status: str) -> None:
     if not settings.REDIS_URL:
         return
     try:
-        _publisher().publish(CHANNEL, f"{run_id}:{status}")
+        _publisher().publish(channel(), f"{run_id}:{status}")
     except Exception:  # the heartbeat's status check stops the steps within a beat
         logger.warning("could not announce that run %s ended", run_id, exc_info=True)
 

@@ -180,7 +180,9 @@ class _AgentLoop:
                 {
                     "agent": self.slug,
                     "provider": provider.slug,
-                    "reason": f"all {provider.max_concurrency} of its slots are in use",
+                    "reason": (
+                        f"waiting for a provider slot: all {provider.max_concurrency} are in use"
+                    ),
                 },
             )
         try:

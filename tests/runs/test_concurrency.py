@@ -203,20 +203,16 @@ def test_the_database_pool_never_exceeds_its_size(world, fleet, fake):
     print(f"\npool: {sampler.samples} samples, by process {dict(sampler.peak)}, {stats['peak']}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs.execution.inflight publishes '<run id>:<status>' on one server-wide channel; "
-    "Redis pub/sub ignores the database number, so another installation's (or another test "
-    "database's) run with the same id cancels this one's steps",
-)
 def test_a_run_of_another_installation_ending_does_not_cancel_this_runs_step(world, fleet):
     """Two installations on one Redis server (databases 0 and 1, say; or two pytest workers
     with their own test databases): run N ending over there announces "N:succeeded", and
     pub/sub channels are shared by every database of the server. Our run N, whose model
-    call is in flight, must go on and succeed."""
+    call is in flight, must go on and succeed. (It did not while the channel was one
+    server-wide name: the step was cancelled and the run stayed running.)"""
     import redis
     from django.conf import settings
 
+    from controlplane.redis_names import installation
     from runs.execution import inflight
 
     with FakeOpenAI(latency=3.0) as fake:
@@ -228,7 +224,10 @@ def test_a_run_of_another_installation_ending_does_not_cancel_this_runs_step(wor
             ours = redis.Redis.from_url(settings.REDIS_URL)
             db = ours.connection_pool.connection_kwargs.get("db", 0)
             theirs = redis.Redis.from_url(settings.REDIS_URL, db=(db + 1) % 16)
-            theirs.publish(inflight.CHANNEL, f"{run_id}:succeeded")  # their run, same id
+            # their installation's channel: the same name but for their database's
+            their_channel = inflight.channel().replace(installation(), "another-installation")
+            assert their_channel != inflight.channel()
+            theirs.publish(their_channel, f"{run_id}:succeeded")  # their run, same id
             step = wait_until(
                 lambda: (
                     StepRun.objects.unscoped()
@@ -241,8 +240,6 @@ def test_a_run_of_another_installation_ending_does_not_cancel_this_runs_step(wor
             )
         finally:
             forget_slots(provider)
-    # today: the step is cancelled ("the run is succeeded") and the run, which nobody
-    # ended, stays running until its deadline
     assert step.status == "succeeded", (step.status, explain([run_id]))
     wait_terminal([run_id], timeout=20)
     assert Run.objects.unscoped().get(pk=run_id).status == "succeeded"

@@ -16,11 +16,11 @@ def test_a_slot_wait_reads_as_waiting_for_a_provider_slot():
         payload={
             "agent": "writer",
             "provider": "openai-main",
-            "reason": "all 5 of its slots are in use",
+            "reason": "waiting for a provider slot: all 5 are in use",
         },
     )
     line = event_line(event)
     assert line.headline == "Step answer is waiting for a provider slot"
     assert line.tone == "warn"
     assert ("Provider", "openai-main") in line.facts
-    assert ("Reason", "all 5 of its slots are in use") in line.facts
+    assert ("Reason", "waiting for a provider slot: all 5 are in use") in line.facts
