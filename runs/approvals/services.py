@@ -156,7 +156,7 @@ def approval_decide(
     from runs.execution.transitions import lock_run  # runs.execution imports this module
 
     # the run's row before the request's (deciding resumes the run): see lock_run
-    lock_run(approval.run_id)
+    run = lock_run(approval.run_id)
     locked = (
         ApprovalRequest.objects.for_tenant(approval.tenant_id)
         .select_for_update(of=("self",))
@@ -190,7 +190,7 @@ def approval_decide(
                 audit_record(
                     action="approval.vote",
                     target=locked,
-                    tenant=locked.run.tenant,
+                    tenant=run.tenant,
                     after={
                         "approve": True,
                         "votes": votes,
@@ -200,13 +200,14 @@ def approval_decide(
                 )
                 return locked
     status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+    now = timezone.now()
     won = (
         ApprovalRequest.objects.for_tenant(approval.tenant_id)
         .filter(pk=approval.pk, status=ApprovalStatus.PENDING)
         .update(
             status=status,
             decided_by=user,
-            decided_at=timezone.now(),
+            decided_at=now,
             comment=comment,
             response=response,
         )
@@ -214,16 +215,18 @@ def approval_decide(
     if won != 1:
         approval.refresh_from_db()
         raise ValidationError({"status": f"This request was already {approval.status}."})
-    approval.refresh_from_db()
+    # the row is locked by this transaction: what the UPDATE wrote is what it holds now
+    locked.status, locked.decided_by, locked.decided_at = status, user, now
+    locked.comment, locked.response, locked.run = comment, response, run
     audit_record(
         action=f"approval.{status}",
-        target=approval,
-        tenant=approval.run.tenant,
+        target=locked,
+        tenant=run.tenant,
         after={"status": status, "comment": comment[:500]},
     )
-    _approvals_changed(approval.run.tenant)
-    _resume(approval, approve, user, comment, response)
-    return approval
+    _approvals_changed(run.tenant)
+    _resume(locked, approve, user, comment, response)
+    return locked
 
 
 def _resume(approval: ApprovalRequest, approve: bool, user: Any, comment: str, response: Any):
