@@ -27,7 +27,7 @@ from agents.tools.schema import (
     validate_schema,
     validation_errors,
 )
-from controlplane import context
+from controlplane import aio, context
 from controlplane.choices import Status
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def execute_tool(tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> dic
         try:
             with context.using(tenant=ctx.tenant):
                 result = _as_object(_dispatch(tool, arguments, call_ctx))
-        except ToolError:
+        except (ToolError, aio.Cancelled):  # cancelled: the step stops, the tool did not fail
             raise
         except Exception as exc:
             logger.exception("tool %s (%s) failed unexpectedly", tool.slug, tool.kind)

@@ -245,6 +245,8 @@ def _execute(server: McpServer, timeout: float, work: Callable[[Client], Awaitab
         attempt = _Attempt(errlog=errlog)
         try:
             return _run(lambda: _with_client(server, timeout, attempt, work))
+        except aio.Cancelled:  # the step was cancelled: the session is closed, nothing failed
+            raise
         except Exception as exc:  # ExceptionGroup included: anyio task groups wrap failures
             raise _translate(exc, server, timeout, attempt) from None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from controlplane import aio
 from controlplane.errors import CodedError
 
 
@@ -14,7 +15,7 @@ class StepFailure(CodedError):
     """The step failed; ``retryable`` says whether its retry policy may try again."""
 
 
-class StepCancelled(Exception):
+class StepCancelled(aio.Cancelled):
     """The run was cancelled while the step ran; its result is discarded."""
 
 

@@ -181,3 +181,45 @@ class TestCancelDuringAStep:
         assert types[-1] == "step.cancelled"
         assert events[-1].payload["reason"] == "the run is cancelled"
         assert not RunEvent.objects.unscoped().filter(run_id=run.pk, type="run.succeeded")
+
+
+def test_cancel_aborts_an_http_tool_call_and_the_tool_is_not_reported_broken(acme, worker):
+    """A cancelled run's HTTP tool call is closed at once; the step ends cancelled, and the
+    tool's call is not recorded as an internal failure of the tool (it was the run that
+    stopped). Before: the cancellation went through the tool pipeline's catch-all."""
+    from agents.services.tools import tool_create
+
+    world = acme
+    slow = Loopback()
+    try:
+        slow.script["/slow"] = [(200, {"ok": True}, 30)]
+        with context.system_context("tests", tenant=world.acme):
+            tool_create(
+                tenant=world.acme,
+                slug="slowhttp",
+                name="slowhttp",
+                kind="http",
+                url=slow.url("/slow"),
+                method="POST",
+                allowed_hosts=[slow.host],
+            )
+        wf = _workflow(world, "slow-tool", [{"id": "call", "type": "tool", "tool": "slowhttp"}])
+        run = _start(world, wf)
+        deadline = time.monotonic() + 30
+        while not slow.calls("/slow") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.calls("/slow"), "the step never reached the HTTP tool"
+        with context.system_context("tests", tenant=world.acme):
+            services.run_cancel(run=Run.objects.unscoped().get(pk=run.pk), reason="stop")
+        cancelled_at = time.monotonic()
+        step = _wait_step_left_running(
+            StepRun.objects.unscoped().get(run_id=run.pk, step_key="call"), timeout=10
+        )
+        # the tool's server would answer after 30 s: the call itself was aborted
+        assert time.monotonic() - cancelled_at < 5
+    finally:
+        slow.close()
+    assert step.status == "cancelled"
+    events = _events(run)
+    assert not [e for e in events if e.type == "tool.call" and e.payload.get("code")]
+    assert "step.succeeded" not in [e.type for e in events]
