@@ -475,9 +475,9 @@ def _child_seed(provider_url: str) -> dict:
     from runs.models import Run, StepRun
 
     try:
-        from runs.services import workflow_create
-    except ImportError:  # moved out of runs.services (issue 13)
         from runs.workflow_services import workflow_create
+    except ImportError:  # a checkout from before issue 13 moved it (the "before" figures)
+        from runs.services import workflow_create
 
     with context.system_context("bench"):
         tenant = tenant_create(slug=BENCH_TENANT, name="Bench")
