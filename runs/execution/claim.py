@@ -144,13 +144,19 @@ class _Leases:
             time.sleep(max(1.0, lease_seconds() / 3))
             with self._lock:
                 active = list(self._active.items())
-            for step_id, token in active:
+            # every lease in one statement: with hundreds of steps in flight, one UPDATE each
+            # took longer than a short lease. Tokens are random and unique, so a row
+            # re-claimed by another worker (a new token) is never renewed by this one.
+            for start in range(0, len(active), 1000):
+                batch = active[start : start + 1000]
                 try:
                     StepRun.objects.unscoped().filter(
-                        pk=step_id, claim_token=token, status=StepStatus.RUNNING
+                        pk__in=[step_id for step_id, _ in batch],
+                        claim_token__in=[token for _, token in batch],
+                        status=StepStatus.RUNNING,
                     ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
                 except Exception:  # the database is away: the sweeper will sort it out
-                    logger.warning("lease of step %s not renewed", step_id, exc_info=True)
+                    logger.warning("leases of %s steps not renewed", len(batch), exc_info=True)
                     connection.close()
             try:
                 run_ids = scopes.run_ids()

@@ -263,6 +263,11 @@ def children_of(pid: int) -> list[int]:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # the standard library listens with a backlog of 5: hundreds of steps calling at once
+    # had connections dropped by the kernel and timed out, which is the test's server, not
+    # the product, failing
+    request_queue_size = 1024
+
     def handle_error(self, request, client_address) -> None:
         pass  # clients killed mid-request are the point of these tests
 

@@ -51,14 +51,6 @@ def _definition() -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found while writing it (issue 14): in this cluster (private Redis, 5 s leases, "
-    "beat) only ~25-50 of the worker's 200 in-flight llm steps' requests reach the provider; "
-    "the rest wait inside the model call until the SDK's 60 s timeout (model.error, run "
-    "failed), so the kill never finds 200 in flight. tests/runs/test_concurrency.py gets "
-    "300 there on the shared Redis. Under investigation by the lead",
-)
 def test_a_worker_killed_with_200_steps_in_flight_loses_none(world, cluster, ledger, figures):
     """One worker process (STEP_MAX_IN_FLIGHT 200) takes the llm steps of 200 runs; the
     provider holds every first call, so all 200 are provably in flight when the worker
