@@ -23,14 +23,16 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 logger = logging.getLogger(__name__)
 
 
@@ -163,6 +165,16 @@ def in_caller(fn: Callable[[], Any]) -> None:
     waiting = _caller.get()
     if waiting is not None:
         waiting.put(fn)
+
+
+def blocking(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The sync twin of the coroutine function ``fn``: each call is ``run`` on the loop."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run(lambda: fn(*args, **kwargs))
+
+    return call
 
 
 def run(factory: Callable[[], Awaitable[T]], *, timeout: float | None = None) -> T:

@@ -129,7 +129,7 @@ def _timeout(host: str, timeout_seconds: float) -> ToolError:
     return no_answer(host, code="timeout", within=timeout_seconds)
 
 
-def send_http(
+async def send_http_async(
     *,
     method: str,
     url: str,
@@ -151,39 +151,11 @@ def send_http(
     that does not tell a closed port from a server that speaks something else; HTTP
     statuses do not raise.
 
-    The request runs on the process's I/O loop (``controlplane.aio``): waiting costs no
-    thread in a socket, and cancelling the step closes the connection at once.
+    ``send_http`` is its sync twin: it runs the request on the process's I/O loop
+    (``controlplane.aio``), where waiting costs no thread in a socket and cancelling the
+    step closes the connection at once.
     """
     deadline = deadline if deadline is not None else time.monotonic() + timeout_seconds
-    return aio.run(
-        lambda: _send(
-            method=method,
-            url=url,
-            allowed_hosts=allowed_hosts,
-            headers=headers,
-            secret_header_names=secret_header_names,
-            timeout_seconds=timeout_seconds,
-            deadline=deadline,
-            json_body=json_body,
-            send_body=send_body,
-            params=params,
-        )
-    )
-
-
-async def _send(
-    *,
-    method: str,
-    url: str,
-    allowed_hosts: list[str],
-    headers: dict[str, str],
-    secret_header_names: set[str],
-    timeout_seconds: float,
-    deadline: float,
-    json_body: Any,
-    send_body: bool,
-    params: list[tuple[str, str]] | None,
-) -> HttpResponse:
     method = method.upper()
     host = check_host_allowed(url, allowed_hosts)
     first_host = host
@@ -247,6 +219,9 @@ async def _send(
     raise ToolError(
         f"{first_host} redirected more than {MAX_REDIRECTS} times.", code="upstream_error"
     )
+
+
+send_http = aio.blocking(send_http_async)
 
 
 def raise_for_status(response: HttpResponse, secrets: list[str]) -> None:

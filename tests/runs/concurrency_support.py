@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from django.db import connection
 from agents.providers import slots
 from controlplane import context
 from controlplane.celery import app as celery_app
-from runs import services, workflow_services
+from runs import workflow_services
 from runs.models import RunEvent
 from tests.agents.registry_factories import make_agent, make_provider
 from tests.fakes.openai_server import FakeOpenAI
@@ -100,16 +99,6 @@ def llm_workflow(world, fake: FakeOpenAI, *, max_concurrency: int, slug: str = "
             },
         )
     return provider, workflow
-
-
-def start_runs(world, workflow, count: int) -> list[int]:
-    """Start ``count`` runs through the service (their steps are dispatched on commit)."""
-    ids = []
-    with context.system_context("tests", tenant=world.acme):
-        for _ in range(count):
-            run, _ = services.run_start(tenant=world.acme, workflow=workflow, input={})
-            ids.append(run.pk)
-    return ids
 
 
 def event_types(run_ids: list[int]) -> Counter:
@@ -261,15 +250,3 @@ class PgSampler(threading.Thread):
     def stop(self) -> None:
         self.halt.set()
         self.join(10)
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)

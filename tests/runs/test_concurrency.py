@@ -19,7 +19,8 @@ from controlplane import context
 from runs import services
 from runs.models import Run, RunEvent, StepRun
 from tests.fakes.openai_server import FakeOpenAI
-from tests.reliability.scenario import explain, statuses, wait_terminal
+from tests.reliability.faults import wait_until
+from tests.reliability.scenario import explain, start_runs, statuses, wait_terminal
 from tests.runs.concurrency_support import (
     Fleet,
     HeldFakeOpenAI,
@@ -28,8 +29,6 @@ from tests.runs.concurrency_support import (
     forget_slots,
     llm_workflow,
     own_queue,
-    start_runs,
-    wait_until,
     worker_pids,
 )
 
