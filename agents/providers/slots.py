@@ -33,6 +33,9 @@ Guarantees:
 The Redis client is made lazily for each running event loop (asyncio clients belong to one
 loop); ``close()`` closes the current loop's. ``in_use`` and ``reset`` are synchronous, for
 pages, API answers and tests.
+
+Over 400 lines because it is one thing: the semaphore, in its Redis and in-memory forms
+that must behave alike (the tests run the same cases on both), with its waiting line.
 """
 
 from __future__ import annotations
