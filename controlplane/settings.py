@@ -10,6 +10,7 @@ only these values differ.
 from __future__ import annotations
 
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -204,10 +205,13 @@ if EMBEDDED:
         }
     }
 else:
-    # A bounded pool per process (psycopg_pool): a thread holds a connection only while it
-    # queries; steps waiting on I/O hold none (controlplane.aio.release_db). 0 turns pooling
-    # off (then DB_CONN_MAX_AGE applies).
-    DB_POOL_SIZE = env.int("DB_POOL_SIZE", 8, minimum=0)
+    # A bounded pool per worker process (psycopg_pool): a thread holds a connection only
+    # while it queries; steps waiting on I/O hold none (controlplane.aio.release_db). The
+    # web process defaults to no pool (a connection per request, as Django does): during a
+    # database outage it must answer 503 at once, not wait for a pool slot that cannot
+    # come. 0 turns pooling off (then DB_CONN_MAX_AGE applies).
+    _CELERY_WORKER = "worker" in sys.argv[1:5] and "celery" in " ".join(sys.argv[:3])
+    DB_POOL_SIZE = env.int("DB_POOL_SIZE", 8 if _CELERY_WORKER else 0, minimum=0)
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL,

@@ -387,3 +387,33 @@ def test_origins_need_scheme_and_host():
 def test_env_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("CP_TEST_ENV_PROBE", "on")
     assert Env().bool("CP_TEST_ENV_PROBE", False) is True
+
+
+POOL_OF = (
+    "import sys; sys.argv = {argv!r}; import django; django.setup(); "
+    "from django.conf import settings; "
+    "print(settings.DATABASES['default']['OPTIONS'].get('pool', {{}}).get('max_size', 0))"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/venv/bin/celery", "-A", "controlplane", "worker", "--concurrency", "2"], "8"),
+        (["/x/celery/__main__.py", "-A", "controlplane", "worker", "-Q", "q"], "8"),
+        (["manage.py", "serve", "--port", "8000"], "0"),
+        (["/venv/bin/celery", "-A", "controlplane", "beat"], "0"),
+    ],
+)
+def test_worker_processes_pool_their_connections_and_the_web_does_not(tmp_path, argv, expected):
+    """The worker keeps hundreds of steps on a bounded pool; the web opens a connection per
+    request so that a database outage answers 503 at once instead of waiting for a slot."""
+    result = run_python(POOL_OF.format(argv=argv), tmp_path, production())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_db_pool_size_is_explicit_when_set(tmp_path):
+    argv = ["manage.py", "serve"]
+    result = run_python(POOL_OF.format(argv=argv), tmp_path, production(DB_POOL_SIZE="3"))
+    assert result.stdout.strip() == "3", result.stderr

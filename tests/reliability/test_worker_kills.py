@@ -171,12 +171,21 @@ def test_a_step_that_kills_its_worker_every_time_fails_after_its_attempts(
     killed: list[int] = []
     problems: list[str] = []
 
+    last_kill = [0.0]
+    died_with_sibling: list[int] = []
+
     def kill_the_caller(entry) -> bool:
         pid = pid_of_client(entry.client_port, ledger.port)
+        if pid is None and time.monotonic() - last_kill[0] < 5:
+            # A pool process runs many steps at once: both poison steps were in the one
+            # just killed, and this request's sender died with it.
+            died_with_sibling.append(entry.client_port)
+            return False
         if pid is None or parent_pid(pid) != worker.process.pid:
             problems.append(f"request from pid {pid}, not a pool process of the worker")
             return False
         killed.append(pid)
+        last_kill[0] = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         return False
 
@@ -239,7 +248,9 @@ def test_a_step_that_kills_its_worker_every_time_fails_after_its_attempts(
     # found the step running and did nothing
     calls = Counter(e.body["r"] for e in ledger.calls("/poison"))
     assert calls == {1: CRASH_ATTEMPTS, 4: 4}
-    assert len(killed) == CRASH_ATTEMPTS + 4
+    # every delivery died: by its own kill, or with the other poison step that shared its
+    # pool process (one process runs many steps at once)
+    assert len(killed) + len(died_with_sibling) == CRASH_ATTEMPTS + 4
 
     # no endless requeue: quiet for a few lease + sweep periods, nothing left in the queue
     time.sleep(2 * (cluster.lease_seconds + cluster.sweep_interval_seconds))
@@ -260,7 +271,8 @@ def test_a_step_that_kills_its_worker_every_time_fails_after_its_attempts(
         crash_attempts=CRASH_ATTEMPTS,
         deliveries_default_step=CRASH_ATTEMPTS,
         deliveries_step_with_4_attempts=4,
-        pool_processes_killed=len(killed),
+        pool_processes_killed=len(set(killed)),
+        deliveries_died_with_a_sibling=len(died_with_sibling),
         seconds_until_both_runs_failed=round(elapsed, 1),
         bound_s=bound,
         seconds_since_start=round(time.monotonic() - started, 1),
