@@ -200,8 +200,8 @@ def child_check(samples: int) -> dict:
             definition=definition_of(run),
             run_context={},
             deadline=None,
-            emit=lambda type, payload, run=run, step=step: emit(
-                run=run, type=type, step_key=step.step_key, payload=payload
+            emit=lambda type, payload, also=None, run=run, step=step: emit(
+                run=run, type=type, step_key=step.step_key, payload=payload, also=also
             ),
             check_cancel=lambda: None,
             next_call_index=lambda: 0,
