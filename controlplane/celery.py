@@ -9,7 +9,8 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -20,6 +21,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # task under the steps still using it. The child process still drops what it inherited at
 # fork; threads give their connections back themselves (controlplane.aio.release_db).
 app.conf.CELERY_DB_REUSE_MAX = 2**62
+
+
+@task_prerun.connect
+@task_postrun.connect
+def fresh_connections(**kwargs) -> None:
+    """What the fix-up did for a task's thread, without closing the pool: a connection
+    broken by a database outage is dropped, a usable one goes back to the pool (CONN_MAX_AGE
+    is 0 with a pool). Without it the sweep task kept a dead connection after an outage and
+    never reclaimed a lease again."""
+    close_old_connections()
+
+
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
