@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-from django.conf import settings
 
 from agents.providers.base import (
     STOP_END,
@@ -33,8 +32,7 @@ from agents.providers.base import (
     json_text,
     model_ids,
 )
-from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms, shared_client
-from controlplane import egress
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -85,19 +83,7 @@ class AnthropicAdapter(SdkAdapter):
                 f"No API key for {self.label}: store one, or name the environment variable "
                 "that holds it."
             )
-        return shared_client(
-            self.client_key(),
-            lambda: anthropic.AsyncAnthropic(
-                base_url=self.base_url,
-                api_key=key,
-                timeout=float(self.provider.timeout_seconds),
-                max_retries=0,
-                # Every connection, redirect and retry of the SDK passes the egress guard.
-                http_client=anthropic.DefaultAsyncHttpxClient(
-                    transport=egress.httpx2_async_transport(settings.PROVIDER_MAX_CONNECTIONS)
-                ),
-            ),
-        )
+        return self.sdk_client(anthropic.AsyncAnthropic, anthropic.DefaultAsyncHttpxClient, key)
 
     def chat(
         self,

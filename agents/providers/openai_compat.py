@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import openai
-from django.conf import settings
 from openai.types.chat import ChatCompletion
 
 from agents.providers.base import (
@@ -33,8 +32,7 @@ from agents.providers.base import (
     model_ids,
     shorten,
 )
-from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms, shared_client
-from controlplane import egress
+from agents.providers.sdk import SdkAdapter, SdkErrors, elapsed_ms
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,18 +69,10 @@ class OpenAIAdapter(SdkAdapter):
     default_base_url = DEFAULT_BASE_URL
 
     def client(self) -> openai.AsyncOpenAI:
-        return shared_client(
-            self.client_key(),
-            lambda: openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self.api_key() or NO_KEY_PLACEHOLDER,
-                timeout=float(self.provider.timeout_seconds),
-                max_retries=0,
-                # Every connection, redirect and retry of the SDK passes the egress guard.
-                http_client=openai.DefaultAsyncHttpxClient(
-                    transport=egress.httpx2_async_transport(settings.PROVIDER_MAX_CONNECTIONS)
-                ),
-            ),
+        return self.sdk_client(
+            openai.AsyncOpenAI,
+            openai.DefaultAsyncHttpxClient,
+            self.api_key() or NO_KEY_PLACEHOLDER,
         )
 
     def chat(

@@ -89,6 +89,23 @@ class SdkAdapter(Adapter):
     def who(self) -> str:
         return f"{self.label.capitalize()} at {endpoint(self.base_url)}"
 
+    def sdk_client(self, client_cls: type, http_client_cls: type, api_key: str) -> Any:
+        """The process's async client of this SDK for the provider (``shared_client``): no
+        retries (the engine owns them), the provider's timeout, and every connection,
+        redirect and retry through the egress guard."""
+        return shared_client(
+            self.client_key(),
+            lambda: client_cls(
+                base_url=self.base_url,
+                api_key=api_key,
+                timeout=float(self.provider.timeout_seconds),
+                max_retries=0,
+                http_client=http_client_cls(
+                    transport=egress.httpx2_async_transport(settings.PROVIDER_MAX_CONNECTIONS)
+                ),
+            ),
+        )
+
     def client_key(self) -> tuple[Any, ...]:
         """What makes two providers' clients interchangeable (the key is part of it)."""
         return (
