@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from controlplane.payloads import clip
@@ -29,6 +29,14 @@ def _lock_run(step: StepRun) -> Run:
     return lock_run(step.run_id)
 
 
+def _still_ours(step: StepRun, token: str) -> QuerySet[StepRun]:
+    """The step's row while this worker still holds it (running, with its claim token);
+    empty once the sweeper re-queued it or the run's end cancelled it."""
+    return StepRun.objects.unscoped().filter(
+        pk=step.pk, status=StepStatus.RUNNING, claim_token=token
+    )
+
+
 def finish_success(
     step: StepRun, token: str, outcome: StepOutcome, worker: str
 ) -> tuple[StepRun, str] | None:
@@ -41,22 +49,18 @@ def finish_success(
             cancel_late_step(run, step, token, outcome)
             return None
         now = timezone.now()
-        updated = (
-            StepRun.objects.unscoped()
-            .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
-            .update(
-                status=StepStatus.SUCCEEDED,
-                output=outcome.output,
-                route=outcome.route or "",
-                finished_at=now,
-                lease_expires_at=None,
-                updated_at=now,
-                error=None,
-                input_tokens=F("input_tokens") + outcome.input_tokens,
-                output_tokens=F("output_tokens") + outcome.output_tokens,
-                cost_usd=F("cost_usd") + Decimal(str(round(outcome.cost_usd, 6))),
-                **({"state": outcome.state} if outcome.state is not None else {}),
-            )
+        updated = _still_ours(step, token).update(
+            status=StepStatus.SUCCEEDED,
+            output=outcome.output,
+            route=outcome.route or "",
+            finished_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+            error=None,
+            input_tokens=F("input_tokens") + outcome.input_tokens,
+            output_tokens=F("output_tokens") + outcome.output_tokens,
+            cost_usd=F("cost_usd") + Decimal(str(round(outcome.cost_usd, 6))),
+            **({"state": outcome.state} if outcome.state is not None else {}),
         )
         if updated != 1:
             return None  # our lease was taken over (the sweeper re-queued the step)
@@ -98,17 +102,13 @@ def cancel_late_step(
             "output_tokens": F("output_tokens") + outcome.output_tokens,
             "cost_usd": F("cost_usd") + cost,
         }
-    updated = (
-        StepRun.objects.unscoped()
-        .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
-        .update(
-            status=StepStatus.CANCELLED,
-            lease_expires_at=None,
-            claim_token="",
-            finished_at=now,
-            updated_at=now,
-            **spent,
-        )
+    updated = _still_ours(step, token).update(
+        status=StepStatus.CANCELLED,
+        lease_expires_at=None,
+        claim_token="",
+        finished_at=now,
+        updated_at=now,
+        **spent,
     )
     if updated != 1:
         return
@@ -147,11 +147,7 @@ def finish_failure(step: StepRun, token: str, failure: StepFailure) -> None:
         if run.status not in ACTIVE_RUN:
             cancel_late_step(run, step, token)
             return
-        current = (
-            StepRun.objects.unscoped()
-            .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
-            .first()
-        )
+        current = _still_ours(step, token).first()
         if current is None:
             return
         step_def = definition_of(run).step(step.step_key)
@@ -292,15 +288,11 @@ def finish_waiting(step: StepRun, token: str, waiting: StepWaiting) -> None:
             cancel_late_step(run, step, token, waiting)
             approvals_cancel_for_run(run=run)  # opened by the step after the run ended
             return
-        updated = (
-            StepRun.objects.unscoped()
-            .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
-            .update(
-                status=StepStatus.WAITING,
-                lease_expires_at=None,
-                claim_token="",
-                updated_at=timezone.now(),
-            )
+        updated = _still_ours(step, token).update(
+            status=StepStatus.WAITING,
+            lease_expires_at=None,
+            claim_token="",
+            updated_at=timezone.now(),
         )
         if updated != 1:
             return
@@ -317,16 +309,12 @@ def finish_waiting(step: StepRun, token: str, waiting: StepWaiting) -> None:
 def finish_cancelled(step: StepRun, token: str, reason: str) -> None:
     with transaction.atomic():
         run = _lock_run(step)
-        updated = (
-            StepRun.objects.unscoped()
-            .filter(pk=step.pk, status=StepStatus.RUNNING, claim_token=token)
-            .update(
-                status=StepStatus.CANCELLED,
-                lease_expires_at=None,
-                claim_token="",
-                finished_at=timezone.now(),
-                updated_at=timezone.now(),
-            )
+        updated = _still_ours(step, token).update(
+            status=StepStatus.CANCELLED,
+            lease_expires_at=None,
+            claim_token="",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
         )
         if updated == 1:
             emit(run=run, type="step.cancelled", step_key=step.step_key, payload={"reason": reason})
