@@ -31,6 +31,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
+from django.db import connections
+
 T = TypeVar("T")
 P = ParamSpec("P")
 logger = logging.getLogger(__name__)
@@ -146,8 +148,6 @@ def release_db() -> None:
 
     Only pooled connections: closing an unpooled one would cost a reconnect per call.
     """
-    from django.db import connections
-
     for conn in connections.all(initialized_only=True):
         if (
             conn.connection is not None

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
 from django.conf import settings
 
 from controlplane import aio
@@ -143,8 +144,6 @@ class Scopes:
         threading.Thread(target=self._subscribe, name="run-ended-listener", daemon=True).start()
 
     def _subscribe(self) -> None:
-        import redis
-
         backoff = 0.5
         while True:
             try:
@@ -181,8 +180,6 @@ _publisher_client: tuple[int, object] | None = None
 
 def _publisher():
     global _publisher_client
-    import redis
-
     with _publisher_lock:
         if _publisher_client is None or _publisher_client[0] != os.getpid():
             _publisher_client = (
